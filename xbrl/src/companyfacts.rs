@@ -1,0 +1,1 @@
+//! companyfacts (being written)

@@ -1,0 +1,1 @@
+//! edgar (being written)

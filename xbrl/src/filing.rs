@@ -1,0 +1,1 @@
+//! filing (being written)

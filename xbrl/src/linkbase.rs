@@ -1,0 +1,1 @@
+//! linkbase (being written)
