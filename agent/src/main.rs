@@ -1,1 +1,50 @@
-fn main() {}
+//! The `finagent` binary: clap types and one module per subcommand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Answers questions about public XBRL filings with a small local LLM.
+#[derive(Debug, Parser)]
+#[command(name = "finagent", version, about, long_about = None)]
+struct Cli {
+    /// Where finagent keeps its index, models, downloads and cache.
+    #[arg(long, global = true, env = "FINAGENT_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Index filing folders and companyfacts JSON files for `ask`.
+    Index(cmd::index::Args),
+    /// Answer a question about a company's filings, with provenance.
+    Ask(cmd::ask::Args),
+    /// Download 10-K/10-Q XBRL filings and companyfacts from EDGAR (or copy them from the mirror).
+    Fetch(cmd::fetch::Args),
+    /// Download the default model (SmolLM2-135M-Instruct, GGUF) if it is not there yet.
+    FetchModel(cmd::fetch_model::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let home = cli.home.as_deref();
+    let result = match cli.command {
+        Command::Index(args) => cmd::index::run(home, args),
+        Command::Ask(args) => cmd::ask::run(home, args),
+        Command::Fetch(args) => cmd::fetch::run(home, args),
+        Command::FetchModel(args) => cmd::fetch_model::run(home, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,28 @@
-//! trainer
+//! Llama-family language models on candle: loading (GGUF or Hugging Face folder), tokenizer,
+//! forward pass with a key/value cache, and greedy generation. Later: LoRA over quantized bases.
+//!
+//! ```no_run
+//! # fn main() -> trainer::Result<()> {
+//! let (model, tokenizer) = trainer::loader::load(std::path::Path::new("model.gguf"))?;
+//! let prompt = tokenizer.encode("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", false)?;
+//! let config = trainer::generate::GreedyConfig { max_new_tokens: 32, stop_ids: tokenizer.eos_ids().to_vec() };
+//! let answer = trainer::generate::generate_greedy(&model, &prompt, &config)?;
+//! println!("{}", tokenizer.decode(&answer)?);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod gguf_tokenizer;
+pub mod linear;
+pub mod loader;
+pub mod model;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{Error, Result};

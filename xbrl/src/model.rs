@@ -61,7 +61,10 @@ pub struct Entity {
 pub enum Period {
     Instant(Date),
     /// `start` and `end` as written in the document (XBRL end dates are inclusive days).
-    Duration { start: Date, end: Date },
+    Duration {
+        start: Date,
+        end: Date,
+    },
     Forever,
 }
 

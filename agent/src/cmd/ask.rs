@@ -1,0 +1,148 @@
+//! `finagent ask`: answer a question about a company's filings, with provenance.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{anyhow, Result};
+
+use agent::acquire::{acquire, source_companies, FilingSource};
+use agent::ask::{answer, resolve, Answer, LanguageModel};
+use agent::companies::{Company, CompanyDirectory};
+use agent::config::{Paths, MIRROR_ENV, USER_AGENT_ENV};
+use agent::indexing::{discover, index_sources};
+use agent::model_fetch::ensure_default_model;
+use agent::question::Question;
+use xbrl::FactIndex;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Index directory (default: <home>/index); filings are fetched and indexed into it as needed.
+    #[arg(long, env = "FINAGENT_INDEX", value_name = "DIR")]
+    index: Option<PathBuf>,
+    /// GGUF file or Hugging Face folder (default: <home>/models/SmolLM2-135M-Instruct.Q4_1.gguf,
+    /// downloaded on first use).
+    #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// The question, e.g. "What was AAPL's 2022 revenue?".
+    question: String,
+}
+
+pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
+    let paths = Paths::resolve(home, args.index.as_deref(), args.model.as_deref());
+    let index = ensure_company_indexed(&paths, &args.question)?;
+    let companies = indexed_companies(&index)?;
+    let resolved = resolve(&args.question, &companies)?;
+    let loaded: OnceCell<Rc<LanguageModel>> = OnceCell::new();
+    let mut model = || -> Result<Rc<LanguageModel>> {
+        if let Some(model) = loaded.get() {
+            return Ok(model.clone());
+        }
+        let path = ensure_default_model(&paths.model)?;
+        let model = Rc::new(LanguageModel::load(&path)?);
+        let _ = loaded.set(model.clone());
+        Ok(model)
+    };
+    let answer = answer(&index, &resolved, &mut model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print_answer(&answer);
+    }
+    Ok(())
+}
+
+/// Opens the index, and when the question names a company the index lacks, fetches that
+/// company's filings (EDGAR or the mirror) and indexes them first.
+fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<FactIndex> {
+    let index = if paths.index.join("meta.json").is_file() { Some(FactIndex::open(&paths.index)?) } else { None };
+    if let Some(index) = &index {
+        let companies = indexed_companies(index)?;
+        if Question::parse(question, &companies).company.is_some() {
+            return Ok(FactIndex::open(&paths.index)?);
+        }
+    }
+    drop(index);
+    let source = FilingSource::from_environment(paths).ok_or_else(|| {
+        anyhow!(
+            "the question names no indexed company, and there is nowhere to get filings from: set {USER_AGENT_ENV} \
+             to use EDGAR, or {MIRROR_ENV} to a local mirror, or run `finagent index` first"
+        )
+    })?;
+    let available = source_companies(&source, paths)?;
+    let parsed = Question::parse(question, &available);
+    let company: Company = parsed.company.ok_or_else(|| {
+        anyhow!("no company named in {question:?} is indexed or available from {}", describe(&source))
+    })?;
+    let to_index = acquire(&source, paths, &company, &parsed.years)?;
+    eprintln!("indexing {} filings for {} ...", describe(&source), company.ticker);
+    let mut index = FactIndex::create_or_open(&paths.index)?;
+    index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
+    Ok(index)
+}
+
+fn describe(source: &FilingSource) -> String {
+    match source {
+        FilingSource::Edgar { .. } => "EDGAR".to_string(),
+        FilingSource::Mirror(dir) => format!("the mirror {}", dir.display()),
+    }
+}
+
+/// Companies with indexed filings, by ticker, CIK and registrant name.
+fn indexed_companies(index: &FactIndex) -> Result<CompanyDirectory> {
+    let mut companies = CompanyDirectory::default();
+    for filing in index.filings()? {
+        if let Some(ticker) = filing.ticker {
+            let cik = filing.cik.as_deref().and_then(|c| c.trim().parse().ok());
+            companies.add(Company { ticker, cik, name: filing.entity_name });
+        }
+    }
+    Ok(companies)
+}
+
+fn print_answer(answer: &Answer) {
+    println!("{}", answer.answer);
+    if let Some(fact) = &answer.source {
+        match &fact.label {
+            Some(label) => println!("  concept   {} ({label})", fact.concept),
+            None => println!("  concept   {}", fact.concept),
+        }
+        if let Some(period) = &answer.period {
+            let text = match (&period.start, &period.end) {
+                (Some(start), Some(end)) => format!("{start} to {end}"),
+                (None, Some(end)) => format!("at {end}"),
+                _ => "forever".to_string(),
+            };
+            println!("  period    {text} (fiscal year {})", answer.fiscal_year);
+        }
+        println!(
+            "  value     {} {} as filed{}",
+            fact.value.as_deref().unwrap_or("nil"),
+            fact.unit.as_deref().unwrap_or(""),
+            fact.decimals.as_deref().map(|d| format!(" (decimals {d})")).unwrap_or_default()
+        );
+        println!(
+            "  filing    {} {}{}",
+            answer.entity.as_deref().unwrap_or(&answer.ticker),
+            fact.form.as_deref().unwrap_or("filing"),
+            fact.accession.as_deref().map(|a| format!(", accession {a}")).unwrap_or_default()
+        );
+        println!("  source    {}, context {}", fact.source, fact.context_id);
+        println!("  model     {:?} agrees with the filing", answer.model_answer);
+    } else {
+        println!("  retrieved facts (not confirmed by the model):");
+        for fact in &answer.retrieved {
+            let period = fact.period.end.clone().unwrap_or_default();
+            println!(
+                "    {} = {} {} (period ending {period}, {})",
+                fact.concept,
+                fact.value.as_deref().unwrap_or("nil"),
+                fact.unit.as_deref().unwrap_or(""),
+                fact.source
+            );
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand, each with clap `Args` and `run(home, args) -> anyhow::Result<()>`.
+
+pub mod ask;
+pub mod fetch;
+pub mod fetch_model;
+pub mod index;

@@ -1,0 +1,141 @@
+//! Which companies finagent knows, by ticker, CIK and name, and finding one named in a question.
+
+use serde::Serialize;
+
+use crate::question::words;
+
+/// A company: ticker, CIK and registrant name, from the index, a local mirror or EDGAR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Company {
+    pub ticker: String,
+    pub cik: Option<u64>,
+    pub name: Option<String>,
+}
+
+/// Every company finagent can name, searchable by ticker or by name.
+#[derive(Debug, Clone, Default)]
+pub struct CompanyDirectory {
+    companies: Vec<Company>,
+}
+
+/// Words that say what kind of company it is, not which one.
+const LEGAL_WORDS: &[&str] = &[
+    "the", "inc", "incorporated", "corp", "corporation", "co", "company", "com", "ltd", "limited", "plc",
+    "llc", "lp", "sa", "nv", "ag", "de", "holdings", "group", "&",
+];
+
+impl CompanyDirectory {
+    /// Adds a company, merging it with an entry of the same ticker (fields already known win).
+    pub fn add(&mut self, company: Company) {
+        let ticker = company.ticker.to_uppercase();
+        if let Some(known) = self.companies.iter_mut().find(|known| known.ticker == ticker) {
+            known.cik = known.cik.or(company.cik);
+            if known.name.is_none() {
+                known.name = company.name;
+            }
+            return;
+        }
+        self.companies.push(Company { ticker, ..company });
+    }
+
+    pub fn by_ticker(&self, ticker: &str) -> Option<&Company> {
+        self.companies.iter().find(|company| company.ticker.eq_ignore_ascii_case(ticker))
+    }
+
+    pub fn by_cik(&self, cik: u64) -> Option<&Company> {
+        self.companies.iter().find(|company| company.cik == Some(cik))
+    }
+
+    pub fn len(&self) -> usize {
+        self.companies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.companies.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Company> {
+        self.companies.iter()
+    }
+
+    /// The company a question names: an upper-case ticker token first (`AAPL`, `AAPL's`), else the
+    /// company whose distinctive name words appear in the question in order ("Apple", "Coca-Cola").
+    pub fn resolve(&self, question: &str) -> Option<Company> {
+        for token in question.split(|c: char| !c.is_ascii_alphanumeric() && c != '.') {
+            let token = token.trim_end_matches('.');
+            if token.len() >= 1 && token.chars().all(|c| c.is_ascii_uppercase()) {
+                if let Some(company) = self.by_ticker(token) {
+                    return Some(company.clone());
+                }
+            }
+        }
+        let question_words = words(question);
+        let mut best: Option<(usize, &Company)> = None;
+        for company in &self.companies {
+            let Some(name) = &company.name else { continue };
+            let name_words = distinctive_words(name);
+            let matched = matched_prefix_len(&question_words, &name_words);
+            if matched > 0 && best.is_none_or(|(best_len, _)| matched > best_len) {
+                best = Some((matched, company));
+            }
+        }
+        best.map(|(_, company)| company.clone())
+    }
+}
+
+/// The words of a registrant name without legal suffixes: "AMAZON COM INC" -> ["amazon"].
+fn distinctive_words(name: &str) -> Vec<String> {
+    words(name).into_iter().filter(|word| !LEGAL_WORDS.contains(&word.as_str())).collect()
+}
+
+/// How many leading name words appear consecutively in the question (0 when the first does not).
+fn matched_prefix_len(question: &[String], name: &[String]) -> usize {
+    (0..question.len())
+        .map(|start| name.iter().zip(&question[start..]).take_while(|(a, b)| a == b).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory() -> CompanyDirectory {
+        let mut directory = CompanyDirectory::default();
+        for (ticker, cik, name) in [
+            ("AAPL", 320193, "Apple Inc."),
+            ("AMZN", 1018724, "AMAZON COM INC"),
+            ("BA", 12927, "BOEING CO"),
+            ("NVDA", 1045810, "NVIDIA CORP"),
+            ("KO", 21344, "COCA COLA CO"),
+            ("GS", 886982, "GOLDMAN SACHS GROUP INC"),
+        ] {
+            directory.add(Company { ticker: ticker.into(), cik: Some(cik), name: Some(name.into()) });
+        }
+        directory
+    }
+
+    #[test]
+    fn resolves_tickers_and_names() {
+        let directory = directory();
+        let ticker = |q: &str| directory.resolve(q).map(|c| c.ticker);
+        assert_eq!(ticker("What was AAPL's 2022 revenue?").as_deref(), Some("AAPL"));
+        assert_eq!(ticker("What was Apple's gross margin in 2022?").as_deref(), Some("AAPL"));
+        assert_eq!(ticker("Boeing's 2023 operating cash flow").as_deref(), Some("BA"));
+        assert_eq!(ticker("How much did Amazon earn?").as_deref(), Some("AMZN"));
+        assert_eq!(ticker("Coca-Cola revenue 2023").as_deref(), Some("KO"));
+        assert_eq!(ticker("Nvidia revenue").as_deref(), Some("NVDA"));
+        assert_eq!(ticker("What was XYZW's revenue?"), None);
+        // "BA" inside another word or lower-case "ba" is not Boeing.
+        assert_eq!(ticker("the bank balance"), None);
+    }
+
+    #[test]
+    fn merges_entries_by_ticker() {
+        let mut directory = CompanyDirectory::default();
+        directory.add(Company { ticker: "aapl".into(), cik: None, name: None });
+        directory.add(Company { ticker: "AAPL".into(), cik: Some(320193), name: Some("Apple Inc.".into()) });
+        assert_eq!(directory.len(), 1);
+        assert_eq!(directory.by_cik(320193).map(|c| c.ticker.as_str()), Some("AAPL"));
+    }
+}

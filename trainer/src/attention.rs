@@ -1,0 +1,126 @@
+//! Grouped-query self-attention with rotary embeddings and an append-only key/value cache.
+
+use candle_core::{Result, Tensor};
+
+use crate::config::LlamaConfig;
+use crate::linear::LinearLayer;
+use crate::rope::RotaryEmbedding;
+
+/// Keys and values of one layer for the positions seen so far, each `[batch, kv_heads, seq, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct LayerKvCache {
+    keys_values: Option<(Tensor, Tensor)>,
+}
+
+impl LayerKvCache {
+    /// Number of cached positions.
+    pub fn seq_len(&self) -> usize {
+        self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[2])
+    }
+
+    /// Appends this step's keys and values and returns all cached ones.
+    fn append(&mut self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
+        let all = match self.keys_values.take() {
+            None => (keys, values),
+            Some((past_keys, past_values)) => {
+                (Tensor::cat(&[&past_keys, &keys], 2)?, Tensor::cat(&[&past_values, &values], 2)?)
+            }
+        };
+        self.keys_values = Some(all.clone());
+        Ok(all)
+    }
+}
+
+/// The attention block of one decoder layer.
+#[derive(Debug)]
+pub struct Attention {
+    pub q_proj: Box<dyn LinearLayer>,
+    pub k_proj: Box<dyn LinearLayer>,
+    pub v_proj: Box<dyn LinearLayer>,
+    pub o_proj: Box<dyn LinearLayer>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    /// Assembles the block from its four projections (Hugging Face layout, no bias).
+    pub fn new(
+        config: &LlamaConfig,
+        q_proj: Box<dyn LinearLayer>,
+        k_proj: Box<dyn LinearLayer>,
+        v_proj: Box<dyn LinearLayer>,
+        o_proj: Box<dyn LinearLayer>,
+    ) -> Self {
+        Self {
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+        }
+    }
+
+    /// Attends `xs` (`[batch, seq, hidden]`, first token at `start_pos`) over the cached and new
+    /// positions. `mask` is the additive causal mask `[seq, start_pos + seq]`, absent for one token.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        rope: &RotaryEmbedding,
+        start_pos: usize,
+        mask: Option<&Tensor>,
+        cache: Option<&mut LayerKvCache>,
+    ) -> Result<Tensor> {
+        let (batch, seq_len, _) = xs.dims3()?;
+        let (n_heads, n_kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let split_heads = |projected: Tensor, heads: usize| {
+            projected.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let queries = split_heads(self.q_proj.forward(xs)?, n_heads)?;
+        let keys = split_heads(self.k_proj.forward(xs)?, n_kv_heads)?;
+        let values = split_heads(self.v_proj.forward(xs)?, n_kv_heads)?;
+
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let queries = (rope.apply(&queries, start_pos)? * scale)?;
+        let keys = rope.apply(&keys, start_pos)?;
+        let (keys, values) = match cache {
+            Some(cache) => cache.append(keys, values)?,
+            None => (keys, values),
+        };
+        let total_len = keys.dim(2)?;
+
+        // Query heads sharing a KV head are stacked along the row axis, so keys and values are
+        // used as they are instead of being repeated per query head.
+        let group = n_heads / n_kv_heads;
+        let queries = queries.reshape((batch, n_kv_heads, group * seq_len, head_dim))?;
+        let mut scores = queries.matmul(&keys.t()?)?;
+        if let Some(mask) = mask {
+            scores = scores
+                .reshape((batch, n_kv_heads, group, seq_len, total_len))?
+                .broadcast_add(mask)?
+                .reshape((batch, n_kv_heads, group * seq_len, total_len))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let attended = probs.matmul(&values)?;
+        let merged = attended.reshape((batch, n_heads, seq_len, head_dim))?.transpose(1, 2)?.reshape((
+            batch,
+            seq_len,
+            n_heads * head_dim,
+        ))?;
+        self.o_proj.forward(&merged)
+    }
+}
+
+/// The additive causal mask for `seq_len` new tokens after `start_pos` cached ones:
+/// row `i` may see columns `0..=start_pos + i`.
+pub fn causal_mask(seq_len: usize, start_pos: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let total_len = start_pos + seq_len;
+    let mask: Vec<f32> = (0..seq_len)
+        .flat_map(|row| {
+            (0..total_len).map(move |col| if col > start_pos + row { f32::NEG_INFINITY } else { 0.0 })
+        })
+        .collect();
+    Tensor::from_vec(mask, (seq_len, total_len), device)
+}

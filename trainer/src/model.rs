@@ -1,0 +1,255 @@
+//! Our Llama decoder on candle tensors: embedding, decoder layers, final norm and LM head, with a
+//! per-layer key/value cache for incremental decoding.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::Embedding;
+
+use crate::attention::{causal_mask, Attention, LayerKvCache};
+pub use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+use crate::linear::{DenseLinear, LinearLayer};
+use crate::rope::RotaryEmbedding;
+use crate::weights::{load_checked, LayerWeight, TensorSource, WeightId};
+
+/// Which positions of the input get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsPositions {
+    /// Only the last position (generation).
+    Last,
+    /// Every position (scoring, training).
+    All,
+}
+
+/// Cached keys and values of every layer for one sequence batch.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerKvCache>,
+}
+
+impl KvCache {
+    /// An empty cache for `config`'s layers.
+    pub fn new(config: &LlamaConfig) -> Self {
+        Self { layers: vec![LayerKvCache::default(); config.num_hidden_layers] }
+    }
+
+    /// Number of positions already cached.
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map_or(0, LayerKvCache::seq_len)
+    }
+
+    /// Forgets every cached position.
+    pub fn clear(&mut self) {
+        self.layers.iter_mut().for_each(|layer| *layer = LayerKvCache::default());
+    }
+}
+
+/// SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug)]
+pub struct Mlp {
+    pub gate_proj: Box<dyn LinearLayer>,
+    pub up_proj: Box<dyn LinearLayer>,
+    pub down_proj: Box<dyn LinearLayer>,
+}
+
+impl Mlp {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = self.gate_proj.forward(xs)?.silu()?;
+        let up = self.up_proj.forward(xs)?;
+        self.down_proj.forward(&(gate * up)?)
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Debug)]
+pub struct DecoderLayer {
+    pub attn_norm: Tensor,
+    pub attention: Attention,
+    pub mlp_norm: Tensor,
+    pub mlp: Mlp,
+}
+
+/// A Llama-family decoder-only model with f32 activations.
+#[derive(Debug)]
+pub struct Llama {
+    config: LlamaConfig,
+    embedding: Embedding,
+    layers: Vec<DecoderLayer>,
+    final_norm: Tensor,
+    lm_head: Box<dyn LinearLayer>,
+    rope: RotaryEmbedding,
+    device: Device,
+}
+
+impl Llama {
+    /// Builds the model from `source`, checking every tensor's shape against `config`. The LM head
+    /// is the embedding when `config.tie_word_embeddings` is set or the source has no LM head.
+    pub fn from_source(config: LlamaConfig, source: &mut dyn TensorSource, device: &Device) -> Result<Self> {
+        config.validate(&source.origin())?;
+        let hidden = config.hidden_size;
+        let layers = (0..config.num_hidden_layers)
+            .map(|idx| load_layer(&config, source, idx, device))
+            .collect::<Result<Vec<_>>>()?;
+        let embedding_weight =
+            load_tensor(source, WeightId::Embedding, &[config.vocab_size, hidden], device)?;
+        let lm_head: Box<dyn LinearLayer> =
+            if config.tie_word_embeddings || !source.contains(WeightId::LmHead) {
+                Box::new(DenseLinear::new(embedding_weight.clone())?)
+            } else {
+                load_dense(source, WeightId::LmHead, &[config.vocab_size, hidden], device)?
+            };
+        let final_norm = load_tensor(source, WeightId::FinalNorm, &[hidden], device)?;
+        let rope =
+            RotaryEmbedding::new(config.head_dim, config.rope_theta, config.max_position_embeddings, device)?;
+        Ok(Self {
+            embedding: Embedding::new(embedding_weight, hidden),
+            layers,
+            final_norm,
+            lm_head,
+            rope,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A fresh, empty cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.config)
+    }
+
+    /// Every linear layer under its Hugging Face module name (`model.layers.0.self_attn.q_proj`,
+    /// ..., `lm_head`), for swapping in quantized or adapter-wrapped layers.
+    pub fn linear_layers_mut(&mut self) -> Vec<(String, &mut Box<dyn LinearLayer>)> {
+        let mut named = Vec::with_capacity(self.layers.len() * 7 + 1);
+        for (idx, layer) in self.layers.iter_mut().enumerate() {
+            let prefix = format!("model.layers.{idx}");
+            let attention = &mut layer.attention;
+            let mlp = &mut layer.mlp;
+            named.push((format!("{prefix}.self_attn.q_proj"), &mut attention.q_proj));
+            named.push((format!("{prefix}.self_attn.k_proj"), &mut attention.k_proj));
+            named.push((format!("{prefix}.self_attn.v_proj"), &mut attention.v_proj));
+            named.push((format!("{prefix}.self_attn.o_proj"), &mut attention.o_proj));
+            named.push((format!("{prefix}.mlp.gate_proj"), &mut mlp.gate_proj));
+            named.push((format!("{prefix}.mlp.up_proj"), &mut mlp.up_proj));
+            named.push((format!("{prefix}.mlp.down_proj"), &mut mlp.down_proj));
+        }
+        named.push(("lm_head".to_string(), &mut self.lm_head));
+        named
+    }
+
+    /// Runs `input_ids` (`[batch, seq]`, u32) whose first token sits at `start_pos` and returns
+    /// logits `[batch, n, vocab]` with `n` = 1 for [`LogitsPositions::Last`], `seq` for `All`.
+    /// With a cache, `start_pos` must equal the number of cached positions, and the new keys and
+    /// values are appended to it.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        start_pos: usize,
+        mut cache: Option<&mut KvCache>,
+        positions: LogitsPositions,
+    ) -> Result<Tensor> {
+        let (_, seq_len) = input_ids.dims2()?;
+        if seq_len == 0 {
+            return Err(Error::InvalidInput { reason: "forward called with no tokens".into() });
+        }
+        if let Some(cache) = cache.as_deref() {
+            if cache.seq_len() != start_pos || cache.layers.len() != self.layers.len() {
+                return Err(Error::InvalidInput {
+                    reason: format!(
+                        "start_pos {start_pos} does not match the cache's {} positions over {} layers",
+                        cache.seq_len(),
+                        cache.layers.len()
+                    ),
+                });
+            }
+        }
+        let mask = if seq_len > 1 { Some(causal_mask(seq_len, start_pos, &self.device)?) } else { None };
+        let eps = self.config.rms_norm_eps as f32;
+        let mut xs = self.embedding.forward(input_ids)?;
+        for (idx, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[idx]);
+            let normed = candle_nn::ops::rms_norm(&xs, &layer.attn_norm, eps)?;
+            let attended =
+                layer.attention.forward(&normed, &self.rope, start_pos, mask.as_ref(), layer_cache)?;
+            xs = (xs + attended)?;
+            let normed = candle_nn::ops::rms_norm(&xs, &layer.mlp_norm, eps)?;
+            xs = (&xs + layer.mlp.forward(&normed)?)?;
+        }
+        let xs = match positions {
+            LogitsPositions::Last => xs.narrow(1, seq_len - 1, 1)?.contiguous()?,
+            LogitsPositions::All => xs,
+        };
+        let normed = candle_nn::ops::rms_norm(&xs, &self.final_norm, eps)?;
+        Ok(self.lm_head.forward(&normed)?)
+    }
+
+    /// [`Llama::forward`] for one sequence given as token ids; returns logits `[n, vocab]`.
+    pub fn forward_ids(
+        &self,
+        input_ids: &[u32],
+        start_pos: usize,
+        cache: Option<&mut KvCache>,
+        positions: LogitsPositions,
+    ) -> Result<Tensor> {
+        if let Some(&bad) = input_ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            return Err(Error::InvalidInput {
+                reason: format!("token id {bad} is outside the vocabulary of {}", self.config.vocab_size),
+            });
+        }
+        let ids = Tensor::new(input_ids, &self.device)?.unsqueeze(0)?;
+        let logits = self.forward(&ids, start_pos, cache, positions)?;
+        Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+}
+
+fn load_tensor(
+    source: &mut dyn TensorSource,
+    id: WeightId,
+    shape: &[usize],
+    device: &Device,
+) -> Result<Tensor> {
+    Ok(load_checked(source, id, shape)?.to_device(device)?)
+}
+
+fn load_dense(
+    source: &mut dyn TensorSource,
+    id: WeightId,
+    shape: &[usize],
+    device: &Device,
+) -> Result<Box<dyn LinearLayer>> {
+    Ok(Box::new(DenseLinear::new(load_tensor(source, id, shape, device)?)?))
+}
+
+fn load_layer(
+    config: &LlamaConfig,
+    source: &mut dyn TensorSource,
+    idx: usize,
+    device: &Device,
+) -> Result<DecoderLayer> {
+    let (hidden, ffn) = (config.hidden_size, config.intermediate_size);
+    let id = |weight| WeightId::Layer(idx, weight);
+    let attn_norm = load_tensor(source, id(LayerWeight::AttnNorm), &[hidden], device)?;
+    let attention = Attention::new(
+        config,
+        load_dense(source, id(LayerWeight::Q), &[config.q_dim(), hidden], device)?,
+        load_dense(source, id(LayerWeight::K), &[config.kv_dim(), hidden], device)?,
+        load_dense(source, id(LayerWeight::V), &[config.kv_dim(), hidden], device)?,
+        load_dense(source, id(LayerWeight::O), &[hidden, config.q_dim()], device)?,
+    );
+    let mlp_norm = load_tensor(source, id(LayerWeight::MlpNorm), &[hidden], device)?;
+    let mlp = Mlp {
+        gate_proj: load_dense(source, id(LayerWeight::Gate), &[ffn, hidden], device)?,
+        up_proj: load_dense(source, id(LayerWeight::Up), &[ffn, hidden], device)?,
+        down_proj: load_dense(source, id(LayerWeight::Down), &[hidden, ffn], device)?,
+    };
+    Ok(DecoderLayer { attn_norm, attention, mlp_norm, mlp })
+}

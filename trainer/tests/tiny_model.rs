@@ -1,0 +1,142 @@
+//! A tiny random Llama written as a Hugging Face folder (single file, sharded, f16/bf16) and as a
+//! llama.cpp-style GGUF (permuted q/k) gives the same logits as the in-memory model; the KV cache
+//! and the linear-layer seam behave.
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use common::tiny;
+use trainer::generate::{generate_greedy, GreedyConfig};
+use trainer::linear::DenseLinear;
+use trainer::model::{Llama, LogitsPositions};
+
+const PROMPT: [u32; 7] = [5, 17, 3, 42, 8, 8, 63];
+
+fn logits(model: &Llama, ids: &[u32]) -> Tensor {
+    model.forward_ids(ids, 0, None, LogitsPositions::All).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let diff = (a - b).and_then(|d| d.abs()).and_then(|d| d.flatten_all()).and_then(|d| d.max(0));
+    diff.and_then(|d| d.to_scalar::<f32>()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn hf_folder_matches_in_memory_model() {
+    let config = tiny::config();
+    let weights = tiny::weights(&config);
+    let expected = logits(&tiny::in_memory_model(&config, &weights), &PROMPT);
+    for sharded in [false, true] {
+        let dir = temp_dir();
+        tiny::write_hf_dir(dir.path(), &config, &weights, DType::F32, sharded);
+        let model = trainer::loader::load_hf_model(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(model.config(), &config);
+        let diff = max_abs_diff(&logits(&model, &PROMPT), &expected);
+        assert!(diff < 1e-6, "sharded={sharded}: logits differ by {diff}");
+    }
+}
+
+#[test]
+fn half_precision_folders_match_rounded_weights() {
+    let config = tiny::config();
+    let weights = tiny::weights(&config);
+    for dtype in [DType::F16, DType::BF16] {
+        let rounded: HashMap<String, Tensor> = weights
+            .iter()
+            .map(|(name, t)| {
+                let back = t.to_dtype(dtype).and_then(|t| t.to_dtype(DType::F32));
+                (name.clone(), back.unwrap_or_else(|e| panic!("{e}")))
+            })
+            .collect();
+        let expected = logits(&tiny::in_memory_model(&config, &rounded), &PROMPT);
+        let dir = temp_dir();
+        tiny::write_hf_dir(dir.path(), &config, &weights, dtype, true);
+        let model = trainer::loader::load_hf_model(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let diff = max_abs_diff(&logits(&model, &PROMPT), &expected);
+        assert!(diff < 1e-6, "{dtype:?}: logits differ by {diff}");
+    }
+}
+
+#[test]
+fn gguf_with_permuted_qk_matches_hf_layout_model() {
+    let config = tiny::config();
+    let weights = tiny::weights(&config);
+    let expected = logits(&tiny::in_memory_model(&config, &weights), &PROMPT);
+    let dir = temp_dir();
+    let path = dir.path().join("tiny.gguf");
+    tiny::write_gguf(&path, &tiny::gguf_metadata(&config), &tiny::gguf_tensors(&config, &weights));
+
+    let (model, tokenizer) = trainer::loader::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.config(), &config);
+    let diff = max_abs_diff(&logits(&model, &PROMPT), &expected);
+    assert!(diff < 1e-5, "gguf logits differ by {diff}");
+
+    // Skipping the un-permute must break the match, or this test proves nothing about RoPE layout.
+    let mut unpermuted = weights.clone();
+    for (gguf_name, tensor) in tiny::gguf_tensors(&config, &weights) {
+        if let Some(idx) = gguf_name.strip_prefix("blk.").and_then(|rest| rest.split('.').next()) {
+            for (suffix, hf_suffix) in [("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj")] {
+                if gguf_name == format!("blk.{idx}.{suffix}.weight") {
+                    unpermuted.insert(format!("model.layers.{idx}.{hf_suffix}.weight"), tensor.clone());
+                }
+            }
+        }
+    }
+    let wrong = logits(&tiny::in_memory_model(&config, &unpermuted), &PROMPT);
+    assert!(max_abs_diff(&wrong, &expected) > 1e-3, "q/k permutation had no effect on logits");
+
+    assert_eq!(tokenizer.encode("ab a<|im_end|>", false).unwrap_or_else(|e| panic!("{e}")), vec![2, 3, 0]);
+    assert_eq!(tokenizer.decode(&[2, 3, 0]).unwrap_or_else(|e| panic!("{e}")), "ab a<|im_end|>");
+    assert_eq!(tokenizer.eos_ids(), [0]);
+}
+
+#[test]
+fn cached_greedy_generation_equals_recomputing_every_step() {
+    let config = tiny::config();
+    let model = tiny::in_memory_model(&config, &tiny::weights(&config));
+    let greedy = GreedyConfig { max_new_tokens: 20, stop_ids: vec![] };
+    let cached = generate_greedy(&model, &PROMPT, &greedy).unwrap_or_else(|e| panic!("{e}"));
+    let mut sequence = PROMPT.to_vec();
+    for _ in 0..greedy.max_new_tokens {
+        let last =
+            model.forward_ids(&sequence, 0, None, LogitsPositions::Last).unwrap_or_else(|e| panic!("{e}"));
+        let next = last.squeeze(0).and_then(|l| l.argmax(0)).and_then(|t| t.to_scalar::<u32>());
+        sequence.push(next.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(cached, sequence[PROMPT.len()..]);
+
+    let stop_at = cached[3];
+    let first_stop = cached.iter().position(|&id| id == stop_at).unwrap_or(3);
+    let stopped =
+        generate_greedy(&model, &PROMPT, &GreedyConfig { max_new_tokens: 20, stop_ids: vec![stop_at] })
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stopped, cached[..=first_stop], "generation must end with the first stop id");
+    assert!(generate_greedy(&model, &[], &greedy).is_err(), "an empty prompt must be rejected");
+}
+
+#[test]
+fn linear_layers_can_be_replaced_by_name() {
+    let config = tiny::config();
+    let mut model = tiny::in_memory_model(&config, &tiny::weights(&config));
+    let names: Vec<String> = model.linear_layers_mut().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), 7 * config.num_hidden_layers + 1);
+    assert_eq!(names[0], "model.layers.0.self_attn.q_proj");
+    assert_eq!(names[names.len() - 1], "lm_head");
+
+    let zeros = Tensor::zeros((config.vocab_size, config.hidden_size), DType::F32, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (name, layer) in model.linear_layers_mut() {
+        if name == "lm_head" {
+            assert_eq!((layer.in_features(), layer.out_features()), (config.hidden_size, config.vocab_size));
+            *layer = Box::new(DenseLinear::new(zeros.clone()).unwrap_or_else(|e| panic!("{e}")));
+        }
+    }
+    let out = logits(&model, &PROMPT);
+    assert_eq!(max_abs_diff(&out, &out.zeros_like().unwrap_or_else(|e| panic!("{e}"))), 0.0);
+}
