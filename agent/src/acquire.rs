@@ -32,8 +32,9 @@ impl FilingSource {
 pub fn mirror_companies(mirror: &Path) -> Result<CompanyDirectory> {
     let filings = mirror.join("filings");
     let mut directory = CompanyDirectory::default();
-    let entries = std::fs::read_dir(&filings)
-        .with_context(|| format!("cannot read the filings mirror {} ({})", filings.display(), crate::config::MIRROR_ENV))?;
+    let entries = std::fs::read_dir(&filings).with_context(|| {
+        format!("cannot read the filings mirror {} ({})", filings.display(), crate::config::MIRROR_ENV)
+    })?;
     let mut tickers: Vec<(String, PathBuf)> = entries
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().is_dir())
@@ -49,7 +50,8 @@ pub fn mirror_companies(mirror: &Path) -> Result<CompanyDirectory> {
 
 /// CIK and registrant name from the newest filing under a ticker folder (years sort newest last).
 fn latest_identity(ticker_dir: &Path) -> Option<(Option<u64>, Option<String>)> {
-    let mut years: Vec<PathBuf> = std::fs::read_dir(ticker_dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut years: Vec<PathBuf> =
+        std::fs::read_dir(ticker_dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     years.sort();
     for year_dir in years.iter().rev() {
         let Ok(found) = FilingFiles::discover(year_dir) else { continue };
@@ -64,7 +66,12 @@ fn latest_identity(ticker_dir: &Path) -> Option<(Option<u64>, Option<String>)> {
 }
 
 /// Paths to index for `company` (all years the source has, so comparatives are available).
-pub fn acquire(source: &FilingSource, paths: &Paths, company: &Company, years: &[i32]) -> Result<Vec<PathBuf>> {
+pub fn acquire(
+    source: &FilingSource,
+    paths: &Paths,
+    company: &Company,
+    years: &[i32],
+) -> Result<Vec<PathBuf>> {
     match source {
         FilingSource::Mirror(mirror) => {
             let mut found = Vec::new();
@@ -91,7 +98,8 @@ fn download(user_agent: &str, paths: &Paths, company: &Company, years: &[i32]) -
     let mut config = EdgarConfig::new(user_agent);
     config.cache_dir = Some(paths.cache.clone());
     let client = EdgarClient::new(config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
     // Comparative columns make the next year's 10-K a second source for each year asked.
     let mut fiscal_years: Vec<i32> = years.iter().flat_map(|y| [*y, *y + 1]).collect();
     fiscal_years.sort_unstable();
@@ -125,8 +133,10 @@ pub fn source_companies(source: &FilingSource, paths: &Paths) -> Result<CompanyD
             let mut config = EdgarConfig::new(user_agent.as_str());
             config.cache_dir = Some(paths.cache.clone());
             let client = EdgarClient::new(config)?;
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start tokio")?;
             let tickers = runtime.block_on(client.company_tickers())?;
             let mut directory = CompanyDirectory::default();
             for row in tickers {

@@ -145,7 +145,8 @@ pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuest
         let known: Vec<&str> = companies.iter().map(|c| c.ticker.as_str()).collect();
         anyhow!("no known company is named in {text:?} (indexed tickers: {})", list_or_none(&known))
     })?;
-    let year = question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"))?;
+    let year =
+        question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"))?;
     let metric = question.metric.ok_or_else(|| {
         anyhow!(
             "finagent does not know which reported metric {text:?} asks about (known: {})",
@@ -173,7 +174,14 @@ pub fn value_question(entity: &str, metric: Metric, year: i32) -> String {
 
 /// The prompt lines for retrieved facts, in FinLoRA's element form.
 pub fn context_lines(facts: &[FactHit]) -> Vec<ContextLine> {
-    facts.iter().map(|hit| ContextLine { concept: hit.concept.clone(), value: hit.value.clone(), residue: String::new() }).collect()
+    facts
+        .iter()
+        .map(|hit| ContextLine {
+            concept: hit.concept.clone(),
+            value: hit.value.clone(),
+            residue: String::new(),
+        })
+        .collect()
 }
 
 /// Retrieves, prompts and checks. `model` is only loaded once facts were found.
@@ -183,8 +191,12 @@ pub fn answer(
     model: &mut dyn FnMut() -> Result<std::rc::Rc<LanguageModel>>,
 ) -> Result<Answer> {
     let ResolvedQuestion { question, company, year, metric } = resolved;
-    let request =
-        FactRequest { ticker: company.ticker.clone(), year: *year, year_basis: question.year_basis, metric: *metric };
+    let request = FactRequest {
+        ticker: company.ticker.clone(),
+        year: *year,
+        year_basis: question.year_basis,
+        metric: *metric,
+    };
     let facts = retrieve(index, &request)?;
     if facts.is_empty() {
         let basis = match question.year_basis {

@@ -20,8 +20,26 @@ pub struct CompanyDirectory {
 
 /// Words that say what kind of company it is, not which one.
 const LEGAL_WORDS: &[&str] = &[
-    "the", "inc", "incorporated", "corp", "corporation", "co", "company", "com", "ltd", "limited", "plc",
-    "llc", "lp", "sa", "nv", "ag", "de", "holdings", "group", "&",
+    "the",
+    "inc",
+    "incorporated",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "com",
+    "ltd",
+    "limited",
+    "plc",
+    "llc",
+    "lp",
+    "sa",
+    "nv",
+    "ag",
+    "de",
+    "holdings",
+    "group",
+    "&",
 ];
 
 impl CompanyDirectory {
@@ -63,7 +81,7 @@ impl CompanyDirectory {
     pub fn resolve(&self, question: &str) -> Option<Company> {
         for token in question.split(|c: char| !c.is_ascii_alphanumeric() && c != '.') {
             let token = token.trim_end_matches('.');
-            if token.len() >= 1 && token.chars().all(|c| c.is_ascii_uppercase()) {
+            if !token.is_empty() && token.chars().all(|c| c.is_ascii_uppercase()) {
                 if let Some(company) = self.by_ticker(token) {
                     return Some(company.clone());
                 }

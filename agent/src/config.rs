@@ -33,7 +33,9 @@ impl Paths {
         let home = home.map(Path::to_path_buf).unwrap_or_else(default_home);
         Paths {
             index: index.map(Path::to_path_buf).unwrap_or_else(|| home.join("index")),
-            model: model.map(Path::to_path_buf).unwrap_or_else(|| home.join("models").join(DEFAULT_MODEL_FILE)),
+            model: model
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| home.join("models").join(DEFAULT_MODEL_FILE)),
             filings: home.join("filings"),
             cache: home.join("cache"),
             mirror: std::env::var_os(MIRROR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from),

@@ -61,7 +61,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Source>> {
                 .find(|f| f.instance.as_deref() == Some(path) || f.inline.as_deref() == Some(path));
             match filing {
                 Some(filing) => filings.push(filing),
-                None => anyhow::bail!("{} is neither an XBRL instance, an inline XBRL document nor a companyfacts JSON file", path.display()),
+                None => anyhow::bail!(
+                    "{} is neither an XBRL instance, an inline XBRL document nor a companyfacts JSON file",
+                    path.display()
+                ),
             }
         }
     }
@@ -199,7 +202,11 @@ fn catalogue_label(catalogue: Option<&Catalogue>, concept: &QName) -> Option<Str
 
 /// One index entry per accession number: the facts that filing reported, its fiscal year, and
 /// its fiscal year end (the latest end of its year-long facts, for annual forms).
-fn split_by_accession(company: &CompanyFacts, ticker: Option<String>, path: &Path) -> Vec<(FilingMeta, Document)> {
+fn split_by_accession(
+    company: &CompanyFacts,
+    ticker: Option<String>,
+    path: &Path,
+) -> Vec<(FilingMeta, Document)> {
     let source = &company.document;
     let mut by_accession: BTreeMap<&str, Document> = BTreeMap::new();
     for fact in &source.facts {
@@ -246,7 +253,9 @@ fn latest_end(document: &Document, year_long_only: bool) -> Option<Date> {
         .facts
         .iter()
         .filter_map(|fact| document.context_of(fact))
-        .filter(|context| !year_long_only || context.period.days().is_some_and(|days| (350..=380).contains(&days)))
+        .filter(|context| {
+            !year_long_only || context.period.days().is_some_and(|days| (350..=380).contains(&days))
+        })
         .filter_map(|context| context.period.end())
         .max()
 }

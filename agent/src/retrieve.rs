@@ -77,7 +77,9 @@ fn rank_key(hit: &FactHit, concepts: &[&str]) -> (usize, bool, bool, bool, Strin
 
 fn period_fits(period: &Period, period_type: PeriodType) -> bool {
     match (period_type, period) {
-        (PeriodType::Duration, Period::Duration { .. }) => period.days().is_some_and(|d| YEAR_DAYS.contains(&d)),
+        (PeriodType::Duration, Period::Duration { .. }) => {
+            period.days().is_some_and(|d| YEAR_DAYS.contains(&d))
+        }
         (PeriodType::Instant, Period::Instant(_)) => true,
         _ => false,
     }

@@ -52,7 +52,8 @@ pub struct ContextLine {
 impl ContextLine {
     /// `<us-gaap:Assets xmlns:us- >85501000000</>` or `<us-gaap:Foo />` for an element without text.
     pub fn render(&self) -> String {
-        let residue = if self.residue.is_empty() { String::new() } else { format!(" {}", self.residue.trim_end()) };
+        let residue =
+            if self.residue.is_empty() { String::new() } else { format!(" {}", self.residue.trim_end()) };
         match &self.value {
             Some(text) => format!("<{}{} >{}</>", self.concept, residue, text),
             None => format!("<{}{} />", self.concept, residue),
@@ -93,10 +94,17 @@ mod tests {
 
     #[test]
     fn renders_finlora_lines() {
-        let line =
-            ContextLine { concept: "us-gaap:Assets".into(), value: Some("85501000000".into()), residue: "xmlns:us- ".into() };
+        let line = ContextLine {
+            concept: "us-gaap:Assets".into(),
+            value: Some("85501000000".into()),
+            residue: "xmlns:us- ".into(),
+        };
         assert_eq!(line.render(), "<us-gaap:Assets xmlns:us- >85501000000</>");
-        let bare = ContextLine { concept: "us-gaap:Goodwill".into(), value: Some("1".into()), residue: String::new() };
+        let bare = ContextLine {
+            concept: "us-gaap:Goodwill".into(),
+            value: Some("1".into()),
+            residue: String::new(),
+        };
         assert_eq!(bare.render(), "<us-gaap:Goodwill >1</>");
     }
 

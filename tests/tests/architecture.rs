@@ -25,7 +25,11 @@ fn transitive_dependencies() -> BTreeMap<String, BTreeSet<String>> {
     for node in metadata["resolve"]["nodes"].as_array().expect("resolve nodes") {
         let name = name_of[node["id"].as_str().unwrap()].to_string();
         let deps = node["deps"].as_array().unwrap().iter().filter(|dep| {
-            dep["dep_kinds"].as_array().unwrap().iter().any(|kind| kind["kind"].is_null() || kind["kind"] == "build")
+            dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|kind| kind["kind"].is_null() || kind["kind"] == "build")
         });
         let entry = direct.entry(name).or_default();
         for dep in deps {
@@ -51,7 +55,10 @@ fn transitive_dependencies() -> BTreeMap<String, BTreeSet<String>> {
 fn assert_absent(graph: &BTreeMap<String, BTreeSet<String>>, krate: &str, forbidden: &[&str]) {
     let deps = graph.get(krate).unwrap_or_else(|| panic!("{krate} is not a workspace package"));
     for name in forbidden {
-        assert!(!deps.contains(*name), "{krate} must not depend on {name}, but it does (directly or transitively)");
+        assert!(
+            !deps.contains(*name),
+            "{krate} must not depend on {name}, but it does (directly or transitively)"
+        );
     }
 }
 

@@ -58,7 +58,8 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 /// Opens the index, and when the question names a company the index lacks, fetches that
 /// company's filings (EDGAR or the mirror) and indexes them first.
 fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<FactIndex> {
-    let index = if paths.index.join("meta.json").is_file() { Some(FactIndex::open(&paths.index)?) } else { None };
+    let index =
+        if paths.index.join("meta.json").is_file() { Some(FactIndex::open(&paths.index)?) } else { None };
     if let Some(index) = &index {
         let companies = indexed_companies(index)?;
         if Question::parse(question, &companies).company.is_some() {

@@ -25,8 +25,9 @@ pub struct Args {
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let paths = Paths::resolve(home, args.index.as_deref(), None);
-    let source = FilingSource::from_environment(&paths)
-        .ok_or_else(|| anyhow!("set {USER_AGENT_ENV} (\"Name email\") to use EDGAR, or {MIRROR_ENV} to a local mirror"))?;
+    let source = FilingSource::from_environment(&paths).ok_or_else(|| {
+        anyhow!("set {USER_AGENT_ENV} (\"Name email\") to use EDGAR, or {MIRROR_ENV} to a local mirror")
+    })?;
     let companies = source_companies(&source, &paths)?;
     let mut to_index = Vec::new();
     for ticker in &args.tickers {
@@ -35,6 +36,11 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     }
     let mut index = FactIndex::create_or_open(&paths.index)?;
     let summary = index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
-    println!("indexed {} facts from {} filings into {}", summary.facts, summary.filings, paths.index.display());
+    println!(
+        "indexed {} facts from {} filings into {}",
+        summary.facts,
+        summary.filings,
+        paths.index.display()
+    );
     Ok(())
 }

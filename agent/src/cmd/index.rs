@@ -26,7 +26,9 @@ pub struct Args {
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let paths = Paths::resolve(home, args.out.as_deref(), None);
     let catalogue = match &args.taxonomy {
-        Some(path) => Some(Catalogue::load(path).with_context(|| format!("cannot load taxonomy {}", path.display()))?),
+        Some(path) => {
+            Some(Catalogue::load(path).with_context(|| format!("cannot load taxonomy {}", path.display()))?)
+        }
         None => None,
     };
     let sources = discover(&args.paths)?;
@@ -45,11 +47,12 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     })?;
     bar.finish_and_clear();
     println!(
-        "indexed {} facts from {} filings into {} ({} issues while reading)",
+        "indexed {} facts from {} filings into {} ({} issues while reading); the index holds {} facts",
         summary.facts,
         summary.filings,
         paths.index.display(),
-        summary.issues
+        summary.issues,
+        index.num_facts()?
     );
     Ok(())
 }

@@ -1,0 +1,248 @@
+//! End-to-end tests of the `finagent` binary on the shared filings and the default model.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The shared data folder, or `None` (with a printed reason) outside CI when it is absent.
+fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("FINAGENT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    if dir.join("xbrl/filings").is_dir() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "shared data missing at {} under CI", dir.display());
+    eprintln!("skipping: shared data not found at {}", dir.display());
+    None
+}
+
+fn model() -> Option<PathBuf> {
+    let path = std::env::var_os("FINAGENT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "model missing at {} under CI", path.display());
+    eprintln!("skipping: model not found at {}", path.display());
+    None
+}
+
+/// The binary, built once per test run so it is never older than the sources
+/// (`cargo test -p tests` alone does not rebuild another package's binary).
+fn binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "agent", "--bin", "finagent"])
+                .current_dir(workspace_root())
+                .status()
+                .expect("cargo build runs");
+            assert!(status.success(), "building finagent failed");
+            dir.join(format!("finagent{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
+}
+
+/// Runs finagent with a private home, no EDGAR, and the given environment.
+fn finagent(home: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(binary());
+    command.args(args).env("FINAGENT_HOME", home).env_remove("FINAGENT_EDGAR_USER_AGENT");
+    command.env_remove("FINAGENT_XBRL_MIRROR").env_remove("FINAGENT_INDEX").env_remove("FINAGENT_MODEL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("finagent runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn facts_held(output: &Output) -> u64 {
+    let text = stdout(output);
+    let tail = text.rsplit("the index holds ").next().expect("fact count printed");
+    tail.split_whitespace().next().and_then(|n| n.parse().ok()).expect("a number of facts")
+}
+
+#[test]
+fn index_then_ask_with_provenance() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let aapl = shared.join("xbrl/filings/AAPL/2022");
+    let first = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
+    assert!(first.status.success(), "index failed: {}", stderr(&first));
+    // Re-indexing the same filing replaces it instead of duplicating its facts.
+    let second = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
+    assert!(second.status.success(), "re-index failed: {}", stderr(&second));
+    assert_eq!(facts_held(&first), facts_held(&second));
+    assert!(facts_held(&first) > 1000);
+
+    let output = finagent(
+        home.path(),
+        &["ask", "--json", "What was AAPL's 2022 revenue?"],
+        &[("FINAGENT_MODEL", &model)],
+    );
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).expect("ask --json prints one JSON object");
+    for key in [
+        "answer",
+        "value",
+        "unit",
+        "concept",
+        "period",
+        "fiscal_year",
+        "entity",
+        "source",
+        "agrees_with_facts",
+    ] {
+        assert!(answer.get(key).is_some(), "missing key {key} in {answer}");
+    }
+    assert_eq!(answer["fiscal_year"], 2022);
+    assert_eq!(answer["ticker"], "AAPL");
+    let top = &answer["retrieved"][0];
+    assert_eq!(top["concept"], "us-gaap:RevenueFromContractWithCustomerExcludingAssessedTax");
+    assert_eq!(top["value"], "394328000000");
+    assert_eq!(top["unit"], "USD");
+    assert_eq!(top["period"]["start"], "2021-09-26");
+    assert_eq!(top["period"]["end"], "2022-09-24");
+    // The verdict is consistent with the values: agreement names a retrieved fact, disagreement none.
+    let retrieved: Vec<&Value> =
+        answer["retrieved"].as_array().unwrap().iter().map(|f| &f["value"]).collect();
+    if answer["agrees_with_facts"] == true {
+        assert!(retrieved.contains(&&answer["value"]), "{answer}");
+    } else {
+        assert!(answer["value"].is_null(), "{answer}");
+        assert!(answer["answer"].as_str().unwrap().contains("matches none"), "{answer}");
+    }
+}
+
+#[test]
+fn ask_fetches_and_indexes_from_the_mirror() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let mirror = shared.join("xbrl");
+    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+    // NVDA's fiscal 2021 (ended 2021-01-31) is only in companyfacts.
+    let output = finagent(home.path(), &["ask", "--json", "What was NVIDIA's 2021 revenue?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["ticker"], "NVDA");
+    let top = &answer["retrieved"][0];
+    assert_eq!(top["value"], "16675000000");
+    assert_eq!(top["period"]["end"], "2021-01-31");
+    assert!(top["accession"].is_string(), "companyfacts facts carry their accession: {top}");
+
+    for (question, concept, value) in [
+        ("What was AAPL's 2023 net income?", "us-gaap:NetIncomeLoss", "96995000000"),
+        ("What were AMZN's 2022 total assets?", "us-gaap:Assets", "462675000000"),
+        (
+            "What was Boeing's 2023 operating cash flow?",
+            "us-gaap:NetCashProvidedByUsedInOperatingActivities",
+            "5960000000",
+        ),
+    ] {
+        let output = finagent(home.path(), &["ask", "--json", question], &env);
+        assert!(output.status.success(), "{question}: {}", stderr(&output));
+        let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(answer["retrieved"][0]["concept"], concept, "{question}");
+        assert_eq!(answer["retrieved"][0]["value"], value, "{question}");
+    }
+}
+
+#[test]
+fn unknown_company_and_year_are_clear_errors() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let mirror = shared.join("xbrl");
+    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+    let output = finagent(home.path(), &["ask", "What was ZZZZ's 2022 revenue?"], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no company named in"), "{}", stderr(&output));
+
+    let output = finagent(home.path(), &["ask", "What was AAPL's 2031 revenue?"], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("2031"), "{}", stderr(&output));
+
+    let output = finagent(home.path(), &["ask", "What was AAPL's 2022 favourite colour?"], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("does not know which reported metric"), "{}", stderr(&output));
+}
+
+#[test]
+fn missing_index_without_a_source_is_an_error() {
+    let home = tempfile::tempdir().unwrap();
+    let output = finagent(home.path(), &["ask", "What was AAPL's 2022 revenue?"], &[]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("FINAGENT_XBRL_MIRROR"), "{}", stderr(&output));
+}
+
+#[test]
+fn malformed_filing_leaves_no_index_behind() {
+    let home = tempfile::tempdir().unwrap();
+    let filings = tempfile::tempdir().unwrap();
+    let bad = filings.path().join("bad-20221231_htm.xml");
+    std::fs::write(&bad, "<?xml version=\"1.0\"?>\n<xbrli:xbrl xmlns:xbrli=\"http://www.xbrl.org/2003/instance\">\n<unclosed>\n</xbrli:xbrl>\n").unwrap();
+    let index_dir = home.path().join("index");
+    let output =
+        finagent(home.path(), &["index", "--out", index_dir.to_str().unwrap(), bad.to_str().unwrap()], &[]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("bad-20221231_htm.xml") && message.contains("line 4"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    // The index exists but holds nothing: no half-written filing.
+    if index_dir.exists() {
+        let output = finagent(
+            home.path(),
+            &["ask", "--index", index_dir.to_str().unwrap(), "What was BAD's 2022 revenue?"],
+            &[],
+        );
+        assert!(!output.status.success());
+    }
+}
+
+#[test]
+fn truncated_model_is_a_clear_error() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let truncated = home.path().join("truncated.gguf");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let aapl = shared.join("xbrl/filings/AAPL/2022");
+    assert!(finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]).status.success());
+    let output = finagent(
+        home.path(),
+        &["ask", "--model", truncated.to_str().unwrap(), "What was AAPL's 2022 revenue?"],
+        &[],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("truncated.gguf") && message.contains("truncated"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn help_lists_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let output = finagent(home.path(), &["--help"], &[]);
+    assert!(output.status.success());
+    let text = stdout(&output);
+    for command in ["index", "ask", "fetch", "fetch-model"] {
+        assert!(text.contains(command), "--help lacks {command}: {text}");
+    }
+}
