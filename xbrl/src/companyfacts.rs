@@ -114,50 +114,15 @@ fn measure_for(name: &str) -> String {
 /// no `-0` (`3875393000000.0` -> `3875393000000`, `1.5e9` -> `1500000000`, `-0.50` -> `-0.5`).
 pub fn canonical_decimal(literal: &str) -> Option<String> {
     let text = literal.trim();
-    let (negative, unsigned) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
-        Some(pos) => (&unsigned[..pos], unsigned[pos + 1..].parse::<i64>().ok()?),
-        None => (unsigned, 0),
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(pos) => (&text[..pos], text[pos + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
     };
     if exponent.abs() > MAX_EXPONENT {
         return None;
     }
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int_part.is_empty() || !all_digits(int_part) || !all_digits(frac_part) {
-        return None;
-    }
-    let digits: String = format!("{int_part}{frac_part}");
-    // The value is digits * 10^point_shift.
-    let point_shift = exponent - frac_part.len() as i64;
-    let significant = digits.trim_start_matches('0');
-    if significant.is_empty() {
-        return Some("0".to_string());
-    }
-    let mut body = if point_shift >= 0 {
-        format!("{significant}{}", "0".repeat(point_shift as usize))
-    } else {
-        let n_frac = (-point_shift) as usize;
-        let padded = if significant.len() <= n_frac {
-            format!("{}{significant}", "0".repeat(n_frac - significant.len() + 1))
-        } else {
-            significant.to_string()
-        };
-        let (int_digits, frac_digits) = padded.split_at(padded.len() - n_frac);
-        let frac_digits = frac_digits.trim_end_matches('0');
-        if frac_digits.is_empty() {
-            int_digits.to_string()
-        } else {
-            format!("{int_digits}.{frac_digits}")
-        }
-    };
-    if negative {
-        body.insert(0, '-');
-    }
-    Some(body)
+    let mantissa = crate::transform::canonical_decimal(mantissa)?;
+    Some(crate::transform::scale_decimal(&mantissa, i32::try_from(exponent).ok()?, false))
 }
 
 /// Accumulates facts and the contexts and units they need.
