@@ -1,29 +1,15 @@
 //! Companyfacts parity with the filings themselves, plus filing discovery and `dei` metadata on the
 //! shared AAPL and NVDA filings.
 
+mod common;
+use common::shared_dir;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use xbrl::companyfacts::read_companyfacts;
 use xbrl::filing::{load_filing, FilingFiles, FilingInfo};
 use xbrl::{Document, Fact, Period};
-
-/// `FINAGENT_SHARED`, or `<workspace>/../shared`; `None` (after printing why) when absent outside CI.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    if dir.join("xbrl/companyfacts").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "shared data missing at {} (set FINAGENT_SHARED)",
-        dir.display()
-    );
-    eprintln!("skipping: shared data not found at {} (set FINAGENT_SHARED)", dir.display());
-    None
-}
 
 /// Accession numbers from shared/xbrl/filings/SOURCE.md; NVDA/2023's was not recorded.
 const ACCESSIONS: [(&str, &str); 7] = [

@@ -1,6 +1,9 @@
 //! The EDGAR client against a tiny HTTP server on 127.0.0.1 that serves JSON fixtures and the shared
 //! AAPL FY2022 filing, and records every request it sees.
 
+mod common;
+use common::shared_dir;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,23 +15,6 @@ use xbrl::edgar::{DownloadRequest, EdgarClient, EdgarConfig, FiscalYearSource};
 
 const USER_AGENT: &str = "finagent tests tests@example.com";
 const AAPL_FOLDER: &str = "/Archives/edgar/data/320193/000032019322000108/";
-
-/// `FINAGENT_SHARED`, or `<workspace>/../shared`; `None` (after printing why) when absent outside CI.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    if dir.join("xbrl/filings").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "shared data missing at {} (set FINAGENT_SHARED)",
-        dir.display()
-    );
-    eprintln!("skipping: shared data not found at {} (set FINAGENT_SHARED)", dir.display());
-    None
-}
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]

@@ -1,8 +1,11 @@
 //! The fact index against hand-made documents (facets, re-indexing, long concept names,
 //! dimensions, values, crash safety) and against the real AAPL FY2022 instance.
 
+mod common;
+use common::shared_dir;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use xbrl::index::{FactIndex, FactQuery, FilingMeta};
 use xbrl::{
@@ -329,23 +332,9 @@ fn missing_corrupt_or_foreign_directories_are_errors_naming_them() {
     assert!(err.contains("photos") && err.contains("not empty"), "{err}");
 }
 
-/// `shared/xbrl`, or `None` (after printing why) when the shared data is absent outside CI.
-fn shared_xbrl() -> Option<PathBuf> {
-    let root = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("../shared"));
-    let dir = root.join("xbrl");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "shared data missing at {} (CI is set)", dir.display());
-    eprintln!("skipping: shared data missing at {}", dir.display());
-    None
-}
-
 #[test]
 fn aapl_2022_revenue_is_found_in_the_instance() {
-    let Some(xbrl) = shared_xbrl() else { return };
+    let Some(xbrl) = shared_dir().map(|dir| dir.join("xbrl")) else { return };
     let path = xbrl.join("filings/AAPL/2022/aapl-20220924_htm.xml");
     let (doc, _issues) = xbrl::instance::read_instance(&path).unwrap();
     assert_revenue_found(&path, &doc);
@@ -353,7 +342,7 @@ fn aapl_2022_revenue_is_found_in_the_instance() {
 
 #[test]
 fn aapl_2022_revenue_is_found_in_the_inline_10k() {
-    let Some(xbrl) = shared_xbrl() else { return };
+    let Some(xbrl) = shared_dir().map(|dir| dir.join("xbrl")) else { return };
     let path = xbrl.join("filings/AAPL/2022/aapl-20220924.htm");
     let (doc, _issues) = xbrl::inline::read_inline(&path).unwrap();
     assert_revenue_found(&path, &doc);

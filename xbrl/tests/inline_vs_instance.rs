@@ -1,26 +1,15 @@
 //! Parity: for every shared filing with both the inline `.htm` and SEC's derived `_htm.xml`
 //! instance, both readers must give the same facts and the same contexts.
 
+mod common;
+use common::shared_dir;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use xbrl::inline::read_inline;
 use xbrl::instance::read_instance;
 use xbrl::{Document, Fact};
-
-/// The shared data folder: `FINAGENT_SHARED`, else `<workspace>/../shared`. `None` (after
-/// printing why) when it is absent outside CI; in CI its absence fails the test.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    if dir.join("xbrl/filings").is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "shared data missing at {}", dir.display());
-    eprintln!("skipping: shared data not found at {} (set FINAGENT_SHARED)", dir.display());
-    None
-}
 
 /// `X.htm` files that have an `X_htm.xml` next to them, anywhere under `dir`.
 fn filing_pairs(dir: &Path, pairs: &mut Vec<(PathBuf, PathBuf)>) {

@@ -1,7 +1,8 @@
 //! Label and calculation linkbase readers and the calculation consistency check, on hand-made
 //! fixtures and on the real AAPL FY2022 filing.
 
-use std::path::PathBuf;
+mod common;
+use common::shared_dir;
 
 use xbrl::calc::{check_calculations, check_calculations_report};
 use xbrl::linkbase::{
@@ -9,23 +10,6 @@ use xbrl::linkbase::{
     read_calculation_linkbase, read_label_linkbase, CalculationEdge, CalculationLinkbase,
 };
 use xbrl::{Context, Document, Entity, Fact, Location, Period, QName, SourceKind, Unit};
-
-/// `FINAGENT_SHARED`, or `<workspace>/../shared`; `None` (after printing why) when absent outside CI.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    if dir.join("xbrl/filings").is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "shared data missing at {} (set FINAGENT_SHARED)",
-        dir.display()
-    );
-    eprintln!("skipping: shared data not found at {} (set FINAGENT_SHARED)", dir.display());
-    None
-}
 
 const LINKBASE_OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <link:linkbase xmlns:link="http://www.xbrl.org/2003/linkbase" xmlns:xlink="http://www.w3.org/1999/xlink">"#;

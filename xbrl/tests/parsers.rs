@@ -1,7 +1,8 @@
 //! Instance and inline XBRL readers on small hand-written fixtures, plus sanity values from the
 //! real Apple filings in the shared data folder.
 
-use std::path::PathBuf;
+mod common;
+use common::shared_dir;
 
 use xbrl::inline::parse_inline;
 use xbrl::instance::{parse_instance, read_instance};
@@ -280,20 +281,6 @@ fn inline_rejects_plain_html() {
     assert!(matches!(parse_inline("page.htm", html.as_bytes()), Err(Error::WrongDocument { .. })));
     let broken = inline("<p>unclosed");
     assert!(matches!(parse_inline("broken.htm", broken.as_bytes()), Err(Error::Xml { .. })));
-}
-
-/// The shared data folder: `FINAGENT_SHARED`, else `<workspace>/../shared`. `None` (after
-/// printing why) when it is absent outside CI; in CI its absence fails the test.
-fn shared_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")));
-    if dir.join("xbrl/filings").is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "shared data missing at {}", dir.display());
-    eprintln!("skipping: shared data not found at {} (set FINAGENT_SHARED)", dir.display());
-    None
 }
 
 fn revenue_values(doc: &Document, context_filter: impl Fn(&xbrl::Context) -> bool) -> Vec<String> {
