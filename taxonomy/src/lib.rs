@@ -8,6 +8,7 @@ pub mod concept;
 pub mod error;
 pub mod finer;
 pub mod metric;
+mod metric_table;
 mod phrase;
 mod xml;
 
