@@ -46,7 +46,7 @@ pub fn read_numbers(text: &str) -> Vec<ReadNumber> {
             || (start > 1 && chars[start - 1] == '$' && chars[start - 2] == '-')
             || (start > 0 && chars[start - 1] == '(' && chars.get(idx) == Some(&')'));
         let rest: String = chars[idx..].iter().collect::<String>().to_lowercase();
-        let rest = rest.trim_start();
+        let rest = rest.strip_prefix(')').unwrap_or(&rest).trim_start();
         let multiplier = [("trillion", 1e12), ("billion", 1e9), ("million", 1e6), ("thousand", 1e3)]
             .iter()
             .find(|(word, _)| rest.starts_with(word))
@@ -67,7 +67,8 @@ impl ReadNumber {
     pub fn matches(&self, fact_value: f64) -> bool {
         let written_exactly = self.tolerance <= 0.5;
         if written_exactly {
-            (self.value - fact_value).abs() <= 1e-9 * fact_value.abs().max(1.0)
+            // Same number up to float rounding of the parse (values are at most ~1e15).
+            (self.value - fact_value).abs() <= 4.0 * f64::EPSILON * fact_value.abs().max(1.0)
         } else {
             (self.value - fact_value).abs() <= self.tolerance * (1.0 + 1e-12)
         }
