@@ -1,1 +1,21 @@
-//! kernels
+//! bitsandbytes' quantization formats (NF4, FP4, double quantization, LLM.int8) as plain scalar Rust.
+//!
+//! These routines are the specification: they reproduce bitsandbytes' CPU numerics bit for bit
+//! (see `tests/bnb_parity.rs` and `scripts/gen_bnb_fixtures.py`), and faster SIMD or CUDA
+//! versions are to be tested against them.
+
+pub mod double_quant;
+pub mod dynamic_map;
+mod error;
+pub mod four_bit;
+pub mod fp4;
+pub mod int8;
+pub mod int8_matmul;
+pub mod nf4;
+pub mod torch_sum;
+
+pub use double_quant::DoubleQuantAbsmax;
+pub use error::{Error, Result};
+pub use four_bit::{BlockScales, FourBitConfig, FourBitFormat, FourBitTensor};
+pub use int8::{Int8Activation, Int8Weight, QuantInput};
+pub use int8_matmul::{int8_linear_backward_input, int8_linear_forward, Int8LinearConfig};
