@@ -1,0 +1,241 @@
+//! `QuantLinear`: a linear layer over a frozen quantized weight that candle's autograd can train through.
+//!
+//! Forward is `y = x · deq(W)^T (+ b)`, backward `grad_x = grad_y · deq(W)`; the weight gets no
+//! gradient (it is not a candle tensor at all), so LoRA adapters placed before or after the layer
+//! receive exact gradients. Both directions are candle `CustomOp1`s over the activation; each call
+//! dequantizes the whole weight into an f32 panel and multiplies with a plain scalar loop. This is
+//! the reference the batched and SIMD paths are to be tested against, not the fast path.
+
+use std::ops::{Add, Mul};
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+
+use crate::four_bit::FourBitTensor;
+use crate::int8::Int8Weight;
+
+/// A frozen weight `[out_features, in_features]` in one of the crate's quantized formats.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuantWeight {
+    /// NF4 or FP4, any block size, plain or double-quantized absmax.
+    FourBit(FourBitTensor),
+    /// LLM.int8 row-wise codes; dequantized as `int8_vectorwise_dequant` does.
+    Int8(Int8Weight),
+}
+
+impl QuantWeight {
+    /// `(out_features, in_features)`, or an error when a 4-bit tensor is not a matrix.
+    pub fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            QuantWeight::FourBit(tensor) => match tensor.shape() {
+                &[out_features, in_features] => Ok((out_features, in_features)),
+                shape => candle_core::bail!("quant linear weight must be 2-d [out, in], got shape {shape:?}"),
+            },
+            QuantWeight::Int8(weight) => Ok((weight.out_features(), weight.in_features())),
+        }
+    }
+
+    /// The row-major f32 weight `[out_features, in_features]`.
+    pub fn dequantize(&self) -> Vec<f32> {
+        match self {
+            QuantWeight::FourBit(tensor) => tensor.dequantize(),
+            QuantWeight::Int8(weight) => weight.dequantize(),
+        }
+    }
+}
+
+/// A linear layer `y = x · deq(W)^T (+ b)` whose weight stays quantized.
+#[derive(Debug, Clone)]
+pub struct QuantLinear {
+    weight: Arc<QuantWeight>,
+    bias: Option<Tensor>,
+    out_features: usize,
+    in_features: usize,
+}
+
+impl QuantLinear {
+    /// A layer over `weight`; `bias`, if any, must have shape `[out_features]` (it may be a `Var`).
+    pub fn new(weight: QuantWeight, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = weight.dims()?;
+        if let Some(bias) = &bias {
+            if bias.dims() != [out_features] {
+                candle_core::bail!(
+                    "quant linear bias shape {:?} does not match out_features {out_features}",
+                    bias.dims()
+                );
+            }
+        }
+        Ok(QuantLinear { weight: Arc::new(weight), bias, out_features, in_features })
+    }
+
+    pub fn weight(&self) -> &QuantWeight {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+}
+
+impl Module for QuantLinear {
+    /// `x` is `[..., in_features]` (f32, or f64 for gradient checks), on the CPU.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match x.dims().last() {
+            Some(&last) if last == self.in_features => {}
+            _ => candle_core::bail!(
+                "quant linear input shape {:?} does not end in in_features {}",
+                x.dims(),
+                self.in_features
+            ),
+        }
+        let product = x.contiguous()?.apply_op1_arc(Arc::new(Box::new(ProductOp {
+            weight: Arc::clone(&self.weight),
+            direction: Direction::Forward,
+        })))?;
+        match &self.bias {
+            Some(bias) => product.broadcast_add(bias),
+            None => Ok(product),
+        }
+    }
+}
+
+/// Which product with the dequantized weight `W [out, in]` an op computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// `[rows, in] -> [rows, out]`: `x · W^T`.
+    Forward,
+    /// `[rows, out] -> [rows, in]`: `g · W`, the adjoint of `Forward`.
+    Backward,
+}
+
+impl Direction {
+    fn adjoint(self) -> Self {
+        match self {
+            Direction::Forward => Direction::Backward,
+            Direction::Backward => Direction::Forward,
+        }
+    }
+}
+
+/// The linear map `x -> x · W^T` or its adjoint, applied to the last dimension of its input.
+struct ProductOp {
+    weight: Arc<QuantWeight>,
+    direction: Direction,
+}
+
+impl ProductOp {
+    /// `(input_features, output_features)` of this direction.
+    fn features(&self) -> candle_core::Result<(usize, usize)> {
+        let (out_features, in_features) = self.weight.dims()?;
+        Ok(match self.direction {
+            Direction::Forward => (in_features, out_features),
+            Direction::Backward => (out_features, in_features),
+        })
+    }
+
+    /// Row-major `[rows, output_features]` from row-major `[rows, input_features]`.
+    fn apply<T>(
+        &self,
+        input: &[T],
+        weight: &[T],
+        rows: usize,
+        input_features: usize,
+        output_features: usize,
+    ) -> Vec<T>
+    where
+        T: Copy + Default + Add<Output = T> + Mul<Output = T>,
+    {
+        let mut output = vec![T::default(); rows * output_features];
+        if input_features == 0 || output_features == 0 {
+            // An empty sum is zero; `chunks(0)` would panic.
+            return output;
+        }
+        for (input_row, output_row) in input.chunks(input_features).zip(output.chunks_mut(output_features)) {
+            match self.direction {
+                Direction::Forward => {
+                    // W is [out, in]: output element o is the dot product with weight row o.
+                    for (out_value, weight_row) in output_row.iter_mut().zip(weight.chunks(input_features)) {
+                        *out_value =
+                            input_row.iter().zip(weight_row).fold(T::default(), |acc, (&x, &w)| acc + x * w);
+                    }
+                }
+                Direction::Backward => {
+                    // Accumulate g[o] * W[o, :] over the output features o.
+                    for (&grad, weight_row) in input_row.iter().zip(weight.chunks(output_features)) {
+                        for (out_value, &w) in output_row.iter_mut().zip(weight_row) {
+                            *out_value = *out_value + grad * w;
+                        }
+                    }
+                }
+            }
+        }
+        output
+    }
+}
+
+impl CustomOp1 for ProductOp {
+    fn name(&self) -> &'static str {
+        match self.direction {
+            Direction::Forward => "quant-linear",
+            Direction::Backward => "quant-linear-backward",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (input_features, output_features) = self.features()?;
+        let dims = layout.dims();
+        if dims.last() != Some(&input_features) {
+            candle_core::bail!(
+                "{} input shape {dims:?} does not end in {input_features} features",
+                self.name()
+            );
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("{} needs a contiguous input, got strides {:?}", self.name(), layout.stride());
+        };
+        let rows = dims[..dims.len() - 1].iter().product();
+        let mut out_dims = dims.to_vec();
+        if let Some(last) = out_dims.last_mut() {
+            *last = output_features;
+        }
+        let weight = self.weight.dequantize();
+        let output = match storage {
+            CpuStorage::F32(input) => CpuStorage::F32(self.apply(
+                &input[start..end],
+                &weight,
+                rows,
+                input_features,
+                output_features,
+            )),
+            CpuStorage::F64(input) => {
+                let weight: Vec<f64> = weight.iter().map(|&w| f64::from(w)).collect();
+                CpuStorage::F64(self.apply(
+                    &input[start..end],
+                    &weight,
+                    rows,
+                    input_features,
+                    output_features,
+                ))
+            }
+            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
+        };
+        Ok((output, Shape::from(out_dims)))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // The op is linear in its input, so the gradient is the adjoint map applied to grad_res;
+        // the adjoint is itself differentiable, which keeps second-order gradients correct.
+        let adjoint = ProductOp { weight: Arc::clone(&self.weight), direction: self.direction.adjoint() };
+        let grad_arg = grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(adjoint)))?;
+        Ok(Some(grad_arg))
+    }
+}
