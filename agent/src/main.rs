@@ -29,6 +29,8 @@ enum Command {
     Fetch(cmd::fetch::Args),
     /// Download the default model (SmolLM2-135M-Instruct, GGUF) if it is not there yet.
     FetchModel(cmd::fetch_model::Args),
+    /// List, inspect and count tasks; generate XBRL questions from filings.
+    Datasets(cmd::datasets::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Ask(args) => cmd::ask::run(home, args),
         Command::Fetch(args) => cmd::fetch::run(home, args),
         Command::FetchModel(args) => cmd::fetch_model::run(home, args),
+        Command::Datasets(args) => cmd::datasets::run(home, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

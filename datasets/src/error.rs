@@ -21,6 +21,10 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A filing that the xbrl crate could not read.
+    #[error(transparent)]
+    Xbrl(#[from] xbrl::Error),
 }
 
 /// What is wrong with one line of a data file.

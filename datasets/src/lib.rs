@@ -8,6 +8,7 @@ pub mod csv;
 mod data_dir;
 mod error;
 mod example;
+pub mod generate;
 mod loaders;
 pub mod metrics;
 mod mixture;

@@ -246,3 +246,50 @@ fn help_lists_every_command() {
         assert!(text.contains(command), "--help lacks {command}: {text}");
     }
 }
+
+#[test]
+fn datasets_generate_writes_splits_by_filing() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("generated");
+    let filings = shared.join("xbrl/filings");
+    let args = [
+        "datasets",
+        "generate",
+        "--filings",
+        filings.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--tasks",
+        "xbrl_values,xbrl_tags",
+    ];
+    let output = finagent(home.path(), &args, &[]);
+    assert!(output.status.success(), "generate failed: {}", stderr(&output));
+    let mut filings_by_split: Vec<(String, std::collections::BTreeSet<String>)> = Vec::new();
+    for split in ["train", "validation", "test"] {
+        let path = out.join("xbrl_values").join(format!("{split}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut docs = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let context = row["context"].as_str().unwrap();
+            let target = row["target"].as_str().unwrap();
+            assert!(
+                context.contains(&format!(">{target}</>")),
+                "answer {target} is not in its prompt's facts"
+            );
+            docs.insert(row["doc_path"].as_str().unwrap().to_string());
+        }
+        filings_by_split.push((split.to_string(), docs));
+    }
+    assert!(filings_by_split.iter().all(|(_, docs)| !docs.is_empty()), "{filings_by_split:?}");
+    for (i, (a, docs_a)) in filings_by_split.iter().enumerate() {
+        for (b, docs_b) in &filings_by_split[i + 1..] {
+            assert!(docs_a.is_disjoint(docs_b), "a filing is in both {a} and {b}");
+        }
+    }
+    let output =
+        finagent(home.path(), &["datasets", "show", "fpb", "--limit", "1"], &[("FINAGENT_SHARED", &shared)]);
+    assert!(output.status.success(), "show failed: {}", stderr(&output));
+    assert!(stdout(&output).contains("What is the sentiment of this news?"), "{}", stdout(&output));
+}

@@ -1,0 +1,203 @@
+//! `finagent datasets`: list the tasks, show or count a task's examples, generate XBRL
+//! questions from filings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+
+use datasets::generate::{generate, read_formulas, GenerateConfig, GENERATED_TASKS};
+use datasets::{DataDir, Example, LoadConfig, LoadOptions, Split, Task};
+use taxonomy::Catalogue;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The data folder tasks are read from (default: $FINAGENT_DATA, else $FINAGENT_SHARED/data).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: DatasetsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DatasetsCommand {
+    /// Every task with its kind, labels and evaluation budget.
+    List,
+    /// Print a task's examples.
+    Show(ShowArgs),
+    /// Rows per task and label distribution.
+    Stats(StatsArgs),
+    /// Generate XBRL questions from the filings under a folder.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ShowArgs {
+    task: Task,
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    /// How many examples to print.
+    #[arg(long, default_value_t = 3)]
+    limit: usize,
+    /// Count and report broken lines instead of failing on the first.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatsArgs {
+    /// Tasks to count (default: all).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<Task>,
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// Folder searched recursively for filings (instance or inline XBRL documents).
+    #[arg(long, value_name = "DIR")]
+    filings: PathBuf,
+    /// Output folder; `<task>/<split>.jsonl` are written there.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Tasks to generate (default: xbrl_tags, xbrl_values, xbrl_formula_calculation).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<Task>,
+    /// XBRL-Agent's formula list (JSONL), needed for xbrl_formula_calculation.
+    #[arg(long, value_name = "FILE")]
+    formulas: Option<PathBuf>,
+    /// us-gaap concept table (TSV) or label linkbase, for labels of filings without their own.
+    #[arg(long, value_name = "FILE")]
+    taxonomy: Option<PathBuf>,
+    /// Seed of the shuffle that assigns filings to splits.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SplitArg {
+    Train,
+    Validation,
+    Test,
+    TestWithContext,
+}
+
+impl From<SplitArg> for Split {
+    fn from(split: SplitArg) -> Split {
+        match split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Validation => Split::Validation,
+            SplitArg::Test => Split::Test,
+            SplitArg::TestWithContext => Split::TestWithContext,
+        }
+    }
+}
+
+pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
+    let data = args.data.map(DataDir::new).unwrap_or_else(DataDir::from_env);
+    match args.command {
+        DatasetsCommand::List => list(),
+        DatasetsCommand::Show(show_args) => show(&data, show_args),
+        DatasetsCommand::Stats(stats_args) => stats(&data, stats_args),
+        DatasetsCommand::Generate(generate_args) => run_generate(generate_args),
+    }
+}
+
+fn list() -> Result<()> {
+    let config = LoadConfig::default();
+    println!("{:<26} {:<12} {:>10}  labels", "task", "kind", "max_tokens");
+    for task in Task::ALL {
+        let labels =
+            task.labels(config.nwgi).map_or_else(|| "free text".to_string(), |labels| labels.join("/"));
+        let kind = format!("{:?}", task.kind()).to_lowercase();
+        println!("{:<26} {:<12} {:>10}  {labels}", task.name(), kind, task.max_new_tokens());
+    }
+    Ok(())
+}
+
+fn load(data: &DataDir, task: Task, split: Split, skip_invalid: bool) -> Result<Vec<Example>> {
+    let config = LoadConfig { options: LoadOptions { skip_invalid }, ..LoadConfig::default() };
+    let loaded = data
+        .load(task, split, &config)
+        .with_context(|| format!("cannot load {task} {} from {}", split.name(), data.root().display()))?;
+    if loaded.report.n_skipped() > 0 {
+        eprintln!("{task} {}: skipped {} invalid lines", split.name(), loaded.report.n_skipped());
+        for skipped in loaded.report.skipped.iter().take(5) {
+            eprintln!("  {} line {}: {}", skipped.path.display(), skipped.line, skipped.problem);
+        }
+    }
+    Ok(loaded.examples)
+}
+
+fn show(data: &DataDir, args: ShowArgs) -> Result<()> {
+    let examples = load(data, args.task, args.split.into(), args.skip_invalid)?;
+    for example in examples.iter().take(args.limit) {
+        println!("--- {} (line {})", example.id, example.line);
+        println!("{}", example.prompt);
+        println!(">>> {}", example.target);
+    }
+    println!("({} of {} examples shown)", args.limit.min(examples.len()), examples.len());
+    Ok(())
+}
+
+fn stats(data: &DataDir, args: StatsArgs) -> Result<()> {
+    let split: Split = args.split.into();
+    let tasks = if args.tasks.is_empty() { Task::ALL.to_vec() } else { args.tasks };
+    for task in tasks {
+        if data.file(task, split).is_err() {
+            println!("{task}: no {} split", split.name());
+            continue;
+        }
+        let examples = load(data, task, split, args.skip_invalid)?;
+        let mut by_label: BTreeMap<&str, usize> = BTreeMap::new();
+        for example in &examples {
+            *by_label.entry(example.label.as_deref().unwrap_or("(free text)")).or_default() += 1;
+        }
+        let distribution: Vec<String> = by_label.iter().map(|(label, n)| format!("{label}: {n}")).collect();
+        println!("{task} {}: {} rows; {}", split.name(), examples.len(), distribution.join(", "));
+    }
+    Ok(())
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let started = Instant::now();
+    let tasks = if args.tasks.is_empty() { GENERATED_TASKS.to_vec() } else { args.tasks };
+    let formulas = match (&args.formulas, tasks.contains(&Task::XbrlFormulaCalculation)) {
+        (Some(path), _) => read_formulas(path)?,
+        (None, true) => anyhow::bail!("task xbrl_formula_calculation needs --formulas FILE"),
+        (None, false) => Vec::new(),
+    };
+    let catalogue = match &args.taxonomy {
+        Some(path) => {
+            Some(Catalogue::load(path).with_context(|| format!("cannot load taxonomy {}", path.display()))?)
+        }
+        None => None,
+    };
+    let config = GenerateConfig { tasks, seed: args.seed, ..GenerateConfig::default() };
+    let generated = generate(&args.filings, &formulas, catalogue.as_ref(), &config)
+        .with_context(|| format!("cannot generate from {}", args.filings.display()))?;
+    let paths = generated.write(&args.out)?;
+    for skipped in &generated.skipped_filings {
+        println!("skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    println!("rows per task:");
+    for (task, n_rows) in generated.rows_per_task() {
+        println!("  {:<26} {n_rows}", task.name());
+    }
+    println!("rows per filing:");
+    for (doc_path, (split, n_rows)) in generated.rows_per_filing() {
+        println!("  {doc_path:<45} {:<10} {n_rows}", split.name());
+    }
+    println!(
+        "wrote {} files to {} ({} prompts over the length limit dropped) in {:.2} s",
+        paths.len(),
+        args.out.display(),
+        generated.n_dropped_long,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
