@@ -293,3 +293,15 @@ fn datasets_generate_writes_splits_by_filing() {
     assert!(output.status.success(), "show failed: {}", stderr(&output));
     assert!(stdout(&output).contains("What is the sentiment of this news?"), "{}", stdout(&output));
 }
+
+#[test]
+fn datasets_stats_reports_labels_and_token_lengths() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let args = ["datasets", "stats", "--tasks", "fpb", "--tokenizer", model.to_str().unwrap()];
+    let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
+    assert!(output.status.success(), "stats failed: {}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("fpb test: 1212 rows; negative: 145, neutral: 729, positive: 338"), "{text}");
+    assert!(text.contains("prompt tokens p50 "), "{text}");
+}

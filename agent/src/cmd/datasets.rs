@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
+use agent::config::Paths;
 use datasets::generate::{generate, read_formulas, GenerateConfig, GENERATED_TASKS};
 use datasets::{DataDir, Example, LoadConfig, LoadOptions, Split, Task};
 use taxonomy::Catalogue;
+use trainer::tokenizer::Tokenizer;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,6 +56,10 @@ struct StatsArgs {
     split: SplitArg,
     #[arg(long)]
     skip_invalid: bool,
+    /// Model (GGUF) or tokenizer.json whose tokenizer measures prompt lengths (default: the default
+    /// model, when it has been fetched).
+    #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,12 +103,12 @@ impl From<SplitArg> for Split {
     }
 }
 
-pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
+pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let data = args.data.map(DataDir::new).unwrap_or_else(DataDir::from_env);
     match args.command {
         DatasetsCommand::List => list(),
         DatasetsCommand::Show(show_args) => show(&data, show_args),
-        DatasetsCommand::Stats(stats_args) => stats(&data, stats_args),
+        DatasetsCommand::Stats(stats_args) => stats(home, &data, stats_args),
         DatasetsCommand::Generate(generate_args) => run_generate(generate_args),
     }
 }
@@ -144,7 +150,38 @@ fn show(data: &DataDir, args: ShowArgs) -> Result<()> {
     Ok(())
 }
 
-fn stats(data: &DataDir, args: StatsArgs) -> Result<()> {
+/// The tokenizer of a GGUF model or a tokenizer.json file.
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let tokenizer = if path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("json")) {
+        Tokenizer::from_file(path, None, &[])?
+    } else {
+        trainer::loader::load_gguf_tokenizer(path)?
+    };
+    Ok(tokenizer)
+}
+
+/// `p50 / p90 / p99 / max` of prompt lengths in tokens.
+fn token_percentiles(tokenizer: &Tokenizer, examples: &[Example]) -> Result<String> {
+    let mut lengths = Vec::with_capacity(examples.len());
+    for example in examples {
+        lengths.push(tokenizer.encode(&example.prompt, false)?.len());
+    }
+    lengths.sort_unstable();
+    let at = |q: f64| lengths[((lengths.len() - 1) as f64 * q).round() as usize];
+    Ok(format!("prompt tokens p50 {} / p90 {} / p99 {} / max {}", at(0.5), at(0.9), at(0.99), at(1.0)))
+}
+
+fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
+    let model = Paths::resolve(home, None, args.tokenizer.as_deref()).model;
+    let tokenizer = if args.tokenizer.is_some() || model.is_file() {
+        Some(
+            load_tokenizer(&model)
+                .with_context(|| format!("cannot load a tokenizer from {}", model.display()))?,
+        )
+    } else {
+        eprintln!("no tokenizer at {}: prompt lengths in tokens are not reported", model.display());
+        None
+    };
     let split: Split = args.split.into();
     let tasks = if args.tasks.is_empty() { Task::ALL.to_vec() } else { args.tasks };
     for task in tasks {
@@ -159,6 +196,9 @@ fn stats(data: &DataDir, args: StatsArgs) -> Result<()> {
         }
         let distribution: Vec<String> = by_label.iter().map(|(label, n)| format!("{label}: {n}")).collect();
         println!("{task} {}: {} rows; {}", split.name(), examples.len(), distribution.join(", "));
+        if let (Some(tokenizer), false) = (&tokenizer, examples.is_empty()) {
+            println!("  {}", token_percentiles(tokenizer, &examples)?);
+        }
     }
     Ok(())
 }
