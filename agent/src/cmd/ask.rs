@@ -33,8 +33,7 @@ pub struct Args {
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let paths = Paths::resolve(home, args.index.as_deref(), args.model.as_deref());
-    let index = ensure_company_indexed(&paths, &args.question)?;
-    let companies = indexed_companies(&index)?;
+    let (index, companies) = ensure_company_indexed(&paths, &args.question)?;
     let resolved = resolve(&args.question, &companies)?;
     let loaded: OnceCell<Rc<LanguageModel>> = OnceCell::new();
     let mut model = || -> Result<Rc<LanguageModel>> {
@@ -57,16 +56,14 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 
 /// Opens the index, and when the question names a company the index lacks, fetches that
 /// company's filings (EDGAR or the mirror) and indexes them first.
-fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<FactIndex> {
-    let index =
-        if paths.index.join("meta.json").is_file() { Some(FactIndex::open(&paths.index)?) } else { None };
-    if let Some(index) = &index {
-        let companies = indexed_companies(index)?;
+fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<(FactIndex, CompanyDirectory)> {
+    if paths.index.join("meta.json").is_file() {
+        let index = FactIndex::open(&paths.index)?;
+        let companies = indexed_companies(&index)?;
         if Question::parse(question, &companies).company.is_some() {
-            return Ok(FactIndex::open(&paths.index)?);
+            return Ok((index, companies));
         }
     }
-    drop(index);
     let source = FilingSource::from_environment(paths).ok_or_else(|| {
         anyhow!(
             "the question names no indexed company, and there is nowhere to get filings from: set {USER_AGENT_ENV} \
@@ -82,7 +79,8 @@ fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<FactIndex> {
     eprintln!("indexing {} filings for {} ...", describe(&source), company.ticker);
     let mut index = FactIndex::create_or_open(&paths.index)?;
     index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
-    Ok(index)
+    let companies = indexed_companies(&index)?;
+    Ok((index, companies))
 }
 
 fn describe(source: &FilingSource) -> String {
