@@ -96,6 +96,11 @@ impl Attention {
         let group = n_heads / n_kv_heads;
         let queries = queries.reshape((batch, n_kv_heads, group * seq_len, head_dim))?;
         let mut scores = queries.matmul(&keys.t()?)?;
+        if scores.track_op() {
+            // Training: the causal mask is applied inside the differentiable softmax.
+            let probs = crate::ops::causal_softmax(&scores, seq_len, start_pos)?;
+            return self.merge_heads(probs.matmul(&values)?, batch, seq_len);
+        }
         if let Some(mask) = mask {
             scores = scores
                 .reshape((batch, n_kv_heads, group, seq_len, total_len))?
@@ -103,7 +108,12 @@ impl Attention {
                 .reshape((batch, n_kv_heads, group * seq_len, total_len))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let attended = probs.matmul(&values)?;
+        self.merge_heads(probs.matmul(&values)?, batch, seq_len)
+    }
+
+    /// `[batch, kv_heads, group * seq, head_dim]` back to `[batch, seq, hidden]`, then `o_proj`.
+    fn merge_heads(&self, attended: Tensor, batch: usize, seq_len: usize) -> Result<Tensor> {
+        let (n_heads, head_dim) = (self.num_heads, self.head_dim);
         let merged = attended.reshape((batch, n_heads, seq_len, head_dim))?.transpose(1, 2)?.reshape((
             batch,
             seq_len,

@@ -64,6 +64,12 @@ pub enum Error {
     #[error("cannot parse {}: {source}", .path.display())]
     Json { path: PathBuf, source: serde_json::Error },
 
+    #[error("rank {rank} of {world_size}: {reason}")]
+    Collective { rank: usize, world_size: usize, reason: String },
+
+    #[error("optimizer {optimizer}: {reason}")]
+    Optimizer { optimizer: String, reason: String },
+
     #[error("invalid input: {reason}")]
     InvalidInput { reason: String },
 

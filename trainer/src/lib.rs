@@ -14,15 +14,23 @@
 
 pub mod attention;
 pub mod config;
+pub mod dist;
 pub mod error;
+pub mod estimate;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_tokenizer;
 pub mod linear;
 pub mod loader;
+pub mod lora;
 pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod peft;
+pub mod quantize;
 pub mod rope;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -13,6 +13,12 @@ pub trait LinearLayer: std::fmt::Debug + Send + Sync {
 
     /// Width of the output.
     fn out_features(&self) -> usize;
+
+    /// The f32 weight `[out_features, in_features]` when the layer is a plain dense one, so it
+    /// can be quantized or wrapped; `None` for layers that are already something else.
+    fn dense_weight(&self) -> Option<&Tensor> {
+        None
+    }
 }
 
 /// A bias-free dense layer with an f32 weight in Hugging Face layout `[out_features, in_features]`.
@@ -44,6 +50,10 @@ impl LinearLayer for DenseLinear {
             Some(&last) if last == in_features => {}
             _ => candle_core::bail!("linear layer expects [.., {in_features}], got {:?}", xs.shape()),
         }
+        if xs.track_op() {
+            // Training: no gradient for the frozen weight.
+            return crate::ops::frozen_linear(xs, &self.weight);
+        }
         let n_rows = xs.elem_count() / in_features;
         let rows = xs.reshape((n_rows, in_features))?;
         let out = rows.matmul(&self.weight.t()?)?;
@@ -60,6 +70,10 @@ impl LinearLayer for DenseLinear {
 
     fn out_features(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    fn dense_weight(&self) -> Option<&Tensor> {
+        Some(&self.weight)
     }
 }
 

@@ -154,7 +154,7 @@ impl Llama {
         &self,
         input_ids: &Tensor,
         start_pos: usize,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         positions: LogitsPositions,
     ) -> Result<Tensor> {
         let (_, seq_len) = input_ids.dims2()?;
@@ -172,24 +172,65 @@ impl Llama {
                 });
             }
         }
-        let mask = if seq_len > 1 { Some(causal_mask(seq_len, start_pos, &self.device)?) } else { None };
-        let eps = self.config.rms_norm_eps as f32;
-        let mut xs = self.embedding.forward(input_ids)?;
-        for (idx, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[idx]);
-            let normed = candle_nn::ops::rms_norm(&xs, &layer.attn_norm, eps)?;
-            let attended =
-                layer.attention.forward(&normed, &self.rope, start_pos, mask.as_ref(), layer_cache)?;
-            xs = (xs + attended)?;
-            let normed = candle_nn::ops::rms_norm(&xs, &layer.mlp_norm, eps)?;
-            xs = (&xs + layer.mlp.forward(&normed)?)?;
-        }
+        let xs = self.run_layers(input_ids, start_pos, cache)?;
         let xs = match positions {
             LogitsPositions::Last => xs.narrow(1, seq_len - 1, 1)?.contiguous()?,
             LogitsPositions::All => xs,
         };
-        let normed = candle_nn::ops::rms_norm(&xs, &self.final_norm, eps)?;
+        let normed = self.norm(&xs, &self.final_norm)?;
         Ok(self.lm_head.forward(&normed)?)
+    }
+
+    /// The hidden states after the last decoder layer (before the final norm), `[batch, seq,
+    /// hidden]`, for a batch starting at position 0 without a cache. Rows shorter than `seq` are
+    /// padded at the end: the causal mask keeps padding out of every real position.
+    pub fn hidden_states(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (_, seq_len) = input_ids.dims2()?;
+        if seq_len == 0 {
+            return Err(Error::InvalidInput { reason: "forward called with no tokens".into() });
+        }
+        self.run_layers(input_ids, 0, None)
+    }
+
+    /// Logits `[n, vocab]` of the rows `rows` (u32 indices into the flattened `[batch * seq]`
+    /// positions) of `hidden` from [`Llama::hidden_states`]: the LM head runs only where a loss
+    /// needs it.
+    pub fn logits_at(&self, hidden: &Tensor, rows: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len, width) = hidden.dims3()?;
+        let selected = hidden.reshape((batch * seq_len, width))?.index_select(rows, 0)?;
+        let normed = self.norm(&selected, &self.final_norm)?;
+        Ok(self.lm_head.forward(&normed)?)
+    }
+
+    /// RMS norm; the differentiable op when `xs` is part of an autograd graph.
+    fn norm(&self, xs: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_norm_eps as f32;
+        if xs.track_op() {
+            crate::ops::rms_norm(xs, weight, eps)
+        } else {
+            candle_nn::ops::rms_norm(xs, weight, eps)
+        }
+    }
+
+    fn run_layers(
+        &self,
+        input_ids: &Tensor,
+        start_pos: usize,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (_, seq_len) = input_ids.dims2()?;
+        let mask = if seq_len > 1 { Some(causal_mask(seq_len, start_pos, &self.device)?) } else { None };
+        let mut xs = self.embedding.forward(input_ids)?;
+        for (idx, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[idx]);
+            let normed = self.norm(&xs, &layer.attn_norm)?;
+            let attended =
+                layer.attention.forward(&normed, &self.rope, start_pos, mask.as_ref(), layer_cache)?;
+            xs = (xs + attended)?;
+            let normed = self.norm(&xs, &layer.mlp_norm)?;
+            xs = (&xs + layer.mlp.forward(&normed)?)?;
+        }
+        Ok(xs)
     }
 
     /// [`Llama::forward`] for one sequence given as token ids; returns logits `[n, vocab]`.

@@ -46,7 +46,11 @@ impl RotaryEmbedding {
         }
         let cos = self.cos.narrow(0, start_pos, seq_len)?;
         let sin = self.sin.narrow(0, start_pos, seq_len)?;
-        candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
+        if xs.track_op() {
+            crate::ops::rope(xs, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
+        }
     }
 
     /// Number of positions the tables cover.

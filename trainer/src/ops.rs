@@ -1,0 +1,335 @@
+//! Differentiable versions of the model's fused operations, used when a forward pass feeds a
+//! backward one (LoRA training).
+//!
+//! candle's fast `rms_norm`, `softmax_last_dim` and `rope` have no backward, and its matmul
+//! backward also computes the gradient of the right-hand side even when that is a frozen weight
+//! (a `[vocab, hidden]` product per step for the LM head alone). These custom ops have explicit
+//! backward passes and never produce a gradient for frozen weights; the model switches to them
+//! when its input is tracked by autograd (`Tensor::track_op`). Inference keeps candle's ops.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor, D};
+
+/// `x · W^T` for a frozen `W` `[out, in]`: the backward pass yields the input gradient only.
+pub fn frozen_linear(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let (out_features, in_features) = weight.dims2()?;
+    let dims = xs.dims().to_vec();
+    if dims.last() != Some(&in_features) {
+        candle_core::bail!("frozen linear expects [.., {in_features}], got {:?}", xs.shape())
+    }
+    let rows = xs.elem_count() / in_features.max(1);
+    let op = FrozenLinear { weight: weight.contiguous()? };
+    let product = xs.reshape((rows, in_features))?.contiguous()?.apply_op1_arc(Arc::new(Box::new(op)))?;
+    let mut out_dims = dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_features;
+    }
+    product.reshape(out_dims)
+}
+
+/// The product with a weight captured by the op (so the autograd node has the activation as its
+/// only input), computed by candle's gemm on the storages.
+struct FrozenLinear {
+    weight: Tensor,
+}
+
+impl CustomOp1 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, input: &CpuStorage, input_layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (rows, in_features) = input_layout.shape().dims2()?;
+        let (weight_storage, weight_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(weight) = &*weight_storage else {
+            candle_core::bail!("frozen linear runs on the cpu only")
+        };
+        let (out_features, _) = weight_layout.shape().dims2()?;
+        let weight_t = weight_layout.transpose(0, 1)?;
+        let product = input.matmul(weight, (1, rows, out_features, in_features), input_layout, &weight_t)?;
+        Ok((product, Shape::from((rows, out_features))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.contiguous()?.matmul(&self.weight)?))
+    }
+}
+
+fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op} needs a contiguous input, got strides {:?}", layout.stride())
+    };
+    match storage {
+        CpuStorage::F32(values) => Ok(&values[start..end]),
+        other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op)),
+    }
+}
+
+/// Root-mean-square normalisation over the last dimension, `x / sqrt(mean(x²) + eps) * w`, as
+/// transformers' `LlamaRMSNorm` computes it in f32. The weight is frozen (no gradient).
+pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
+    xs.contiguous()?.apply_op2_arc(weight, Arc::new(Box::new(RmsNorm { eps })))
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "train-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        input: &CpuStorage,
+        input_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(input, input_layout, self.name())?;
+        let weight = f32_slice(weight, weight_layout, self.name())?;
+        let width = weight.len();
+        if input_layout.dims().last() != Some(&width) {
+            candle_core::bail!("rms norm weight of {width} does not fit input {:?}", input_layout.dims())
+        }
+        let mut out = vec![0f32; xs.len()];
+        for (row, out_row) in xs.chunks(width).zip(out.chunks_mut(width)) {
+            let mean_square = row.iter().map(|&x| x * x).sum::<f32>() / width as f32;
+            let inv_rms = 1.0 / (mean_square + self.eps).sqrt();
+            for ((out_value, &x), &w) in out_row.iter_mut().zip(row).zip(weight) {
+                *out_value = x * inv_rms * w;
+            }
+        }
+        Ok((CpuStorage::F32(out), input_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // y = x·r·w with r = (mean(x²) + eps)^-1/2, so
+        // dx = r·(g∘w) − x·r³·mean(x∘g∘w).
+        let width = weight.elem_count() as f64;
+        let inv_rms = (xs.sqr()?.mean_keepdim(D::Minus1)? + f64::from(self.eps))?.sqrt()?.recip()?;
+        let grad_weighted = grad_res.broadcast_mul(weight)?;
+        let dot = (&grad_weighted * xs)?.sum_keepdim(D::Minus1)?;
+        let correction = (dot * inv_rms.powf(3.0)?)?.affine(1.0 / width, 0.0)?;
+        let grad_xs = (grad_weighted.broadcast_mul(&inv_rms)? - xs.broadcast_mul(&correction)?)?;
+        Ok((Some(grad_xs), None))
+    }
+}
+
+/// Softmax over the last dimension of attention scores `[.., rows, total]` with the causal mask
+/// applied inline: row `r` stands for query position `start_pos + r % seq_len` and sees columns
+/// `0..=start_pos + r % seq_len` (rows of several query heads may be stacked, each `seq_len` long).
+pub fn causal_softmax(scores: &Tensor, seq_len: usize, start_pos: usize) -> Result<Tensor> {
+    scores.contiguous()?.apply_op1_arc(Arc::new(Box::new(CausalSoftmax { seq_len, start_pos })))
+}
+
+struct CausalSoftmax {
+    seq_len: usize,
+    start_pos: usize,
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let scores = f32_slice(storage, layout, self.name())?;
+        let Some(&total) = layout.dims().last() else {
+            candle_core::bail!("causal softmax needs at least one dimension")
+        };
+        if self.seq_len == 0 || self.start_pos + self.seq_len > total {
+            candle_core::bail!(
+                "causal softmax: {} queries after {} cached positions do not fit {total} columns",
+                self.seq_len,
+                self.start_pos
+            )
+        }
+        let mut out = vec![0f32; scores.len()];
+        for (row_idx, (row, out_row)) in scores.chunks(total).zip(out.chunks_mut(total)).enumerate() {
+            let visible = self.start_pos + row_idx % self.seq_len + 1;
+            let max = row[..visible].iter().fold(f32::NEG_INFINITY, |max, &x| max.max(x));
+            let mut sum = 0f32;
+            for (out_value, &x) in out_row[..visible].iter_mut().zip(&row[..visible]) {
+                *out_value = (x - max).exp();
+                sum += *out_value;
+            }
+            out_row[..visible].iter_mut().for_each(|value| *value /= sum);
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        // dx = y ∘ (g − Σ g∘y); masked entries have y = 0 and get no gradient.
+        let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
+        Ok(Some((res * grad_res.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Rotary embedding in the "rotate half" layout over `[batch, heads, seq, head_dim]`, with the
+/// `[seq, head_dim / 2]` cos and sin rows of the positions. The backward pass is the inverse
+/// rotation (the same op with `-sin`).
+pub fn rope(xs: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (_, _, seq_len, head_dim) = xs.dims4()?;
+    if cos.dims() != [seq_len, head_dim / 2] || sin.dims() != cos.dims() {
+        candle_core::bail!(
+            "rope tables {:?}/{:?} do not fit {seq_len} positions of head_dim {head_dim}",
+            cos.dims(),
+            sin.dims()
+        )
+    }
+    let cos: Arc<Vec<f32>> = Arc::new(cos.flatten_all()?.to_vec1()?);
+    let sin: Arc<Vec<f32>> = Arc::new(sin.flatten_all()?.to_vec1()?);
+    xs.contiguous()?.apply_op1_arc(Arc::new(Box::new(Rope { cos, sin, inverse: false })))
+}
+
+struct Rope {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+    inverse: bool,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "train-rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(storage, layout, self.name())?;
+        let &[_, _, seq_len, head_dim] = layout.dims() else {
+            candle_core::bail!("rope expects [batch, heads, seq, head_dim], got {:?}", layout.dims())
+        };
+        let half = head_dim / 2;
+        if self.cos.len() != seq_len * half {
+            candle_core::bail!("rope tables cover {} values, need {}", self.cos.len(), seq_len * half)
+        }
+        let sign = if self.inverse { -1f32 } else { 1f32 };
+        let mut out = vec![0f32; xs.len()];
+        for (row_idx, (row, out_row)) in xs.chunks(head_dim).zip(out.chunks_mut(head_dim)).enumerate() {
+            let position = row_idx % seq_len;
+            let cos = &self.cos[position * half..(position + 1) * half];
+            let sin = &self.sin[position * half..(position + 1) * half];
+            let (x1, x2) = row.split_at(half);
+            let (out1, out2) = out_row.split_at_mut(half);
+            for i in 0..half {
+                let s = sign * sin[i];
+                out1[i] = x1[i] * cos[i] - x2[i] * s;
+                out2[i] = x2[i] * cos[i] + x1[i] * s;
+            }
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let inverse = Rope { cos: Arc::clone(&self.cos), sin: Arc::clone(&self.sin), inverse: !self.inverse };
+        Ok(Some(grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(inverse)))?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Var};
+
+    use super::*;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let mut state = seed;
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Gradient of `sum(f(x) * probe)` by autograd against central differences in f32.
+    fn check_gradient(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) {
+        let var = Var::from_tensor(x).unwrap();
+        let out = f(var.as_tensor()).unwrap();
+        let probe = random(out.dims(), 99);
+        let loss = (&out * &probe).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let analytic: Vec<f32> =
+            grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let base: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let h = 1e-2f32;
+        for idx in (0..base.len()).step_by(7) {
+            let eval = |delta: f32| {
+                let mut shifted = base.clone();
+                shifted[idx] += delta;
+                let shifted = Tensor::from_vec(shifted, x.dims(), &Device::Cpu).unwrap();
+                let out = f(&shifted).unwrap();
+                (&out * &probe).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()
+            };
+            let numeric = (eval(h) - eval(-h)) / (2.0 * h);
+            assert!(
+                (numeric - analytic[idx]).abs() < 2e-2 * (1.0 + numeric.abs()),
+                "element {idx}: numeric {numeric}, autograd {}",
+                analytic[idx]
+            );
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_candle_and_finite_differences() {
+        let xs = random(&[2, 3, 16], 1);
+        let weight = random(&[16], 2);
+        let ours = rms_norm(&xs, &weight, 1e-5).unwrap();
+        let candle = candle_nn::ops::rms_norm(&xs, &weight, 1e-5).unwrap();
+        let diff = (ours - candle).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "rms norm differs from candle's by {diff}");
+        check_gradient(&xs, |x| rms_norm(x, &weight, 1e-5));
+    }
+
+    #[test]
+    fn causal_softmax_matches_masked_softmax_and_finite_differences() {
+        let (seq, start, total) = (3, 2, 5);
+        // Two heads stacked along rows, as the attention stacks a KV group's query heads.
+        let scores = random(&[1, 2 * seq, total], 3);
+        let ours = causal_softmax(&scores, seq, start).unwrap();
+        let mask = crate::attention::causal_mask(seq, start, &Device::Cpu).unwrap();
+        let masked = scores.reshape((2, seq, total)).unwrap().broadcast_add(&mask).unwrap();
+        let reference =
+            candle_nn::ops::softmax_last_dim(&masked).unwrap().reshape((1, 2 * seq, total)).unwrap();
+        let diff = (ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "causal softmax differs from the masked softmax by {diff}");
+        check_gradient(&scores, |x| causal_softmax(x, seq, start));
+    }
+
+    #[test]
+    fn rope_matches_candle_and_its_backward_is_the_inverse_rotation() {
+        let xs = random(&[2, 3, 4, 8], 4);
+        let cos = random(&[4, 4], 5);
+        let sin = random(&[4, 4], 6);
+        let ours = rope(&xs, &cos, &sin).unwrap();
+        let candle = candle_nn::rotary_emb::rope(&xs, &cos, &sin).unwrap();
+        let diff = (ours - candle).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "rope differs from candle's by {diff}");
+        check_gradient(&xs, |x| rope(x, &cos, &sin));
+    }
+
+    #[test]
+    fn frozen_linear_matches_matmul_and_gives_no_weight_gradient() {
+        let xs = Var::from_tensor(&random(&[2, 3, 8], 7)).unwrap();
+        let weight = Var::from_tensor(&random(&[5, 8], 8)).unwrap();
+        let ours = frozen_linear(xs.as_tensor(), weight.as_tensor()).unwrap();
+        let reference = xs.as_tensor().broadcast_matmul(&weight.as_tensor().t().unwrap()).unwrap();
+        let diff = (&ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "frozen linear differs from matmul by {diff}");
+        let grads = ours.sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(weight.as_tensor()).is_none(), "a frozen weight got a gradient");
+        let plain_weight = weight.as_tensor().detach();
+        check_gradient(&random(&[2, 3, 8], 9), |x| frozen_linear(x, &plain_weight));
+        assert_eq!(ours.dtype(), DType::F32);
+    }
+}

@@ -1,0 +1,142 @@
+//! Puts a model's frozen base into 4 or 8 bits: every decoder projection becomes a
+//! `kernels::QuantLinear` (NF4 with double quantization, or LLM.int8 row-wise codes), as
+//! bitsandbytes' `Linear4bit` / `Linear8bitLt` replace them under transformers. The embedding,
+//! norms and LM head stay f32, as bitsandbytes leaves them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{Module, Tensor};
+use kernels::{FourBitConfig, FourBitTensor, Int8Weight, QuantInput, QuantLinear, QuantWeight};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::linear::LinearLayer;
+use crate::model::Llama;
+
+/// Precision of the frozen base weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseBits {
+    /// f32, as loaded.
+    #[default]
+    F32,
+    /// LLM.int8 row-wise int8 codes (`load_in_8bit`).
+    Int8,
+    /// NF4, blocks of 64, double-quantized absmax (`load_in_4bit`, QLoRA's setting).
+    Nf4,
+}
+
+impl BaseBits {
+    /// 32, 8 or 4.
+    pub fn bits(self) -> u32 {
+        match self {
+            BaseBits::F32 => 32,
+            BaseBits::Int8 => 8,
+            BaseBits::Nf4 => 4,
+        }
+    }
+
+    /// From 32 (or 16, which finagent runs in f32), 8 or 4.
+    pub fn from_bits(bits: u32) -> Result<Self> {
+        match bits {
+            32 | 16 => Ok(BaseBits::F32),
+            8 => Ok(BaseBits::Int8),
+            4 => Ok(BaseBits::Nf4),
+            other => Err(Error::InvalidInput {
+                reason: format!("base precision must be 4, 8, 16 or 32 bits, got {other}"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for BaseBits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.bits())
+    }
+}
+
+impl FromStr for BaseBits {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let bits = text.trim().parse::<u32>().map_err(|_| Error::InvalidInput {
+            reason: format!("base precision must be 4, 8, 16 or 32 bits, got {text:?}"),
+        })?;
+        BaseBits::from_bits(bits)
+    }
+}
+
+/// A frozen quantized projection behind the model's linear-layer seam.
+#[derive(Debug)]
+pub struct QuantizedLinear {
+    inner: QuantLinear,
+}
+
+impl QuantizedLinear {
+    /// Quantizes a dense `[out, in]` f32 weight.
+    pub fn quantize(weight: &Tensor, bits: BaseBits) -> Result<Self> {
+        let (out_features, in_features) = weight.dims2()?;
+        let values: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+        let quantized = match bits {
+            BaseBits::Nf4 => QuantWeight::FourBit(
+                FourBitTensor::quantize(&values, &[out_features, in_features], &FourBitConfig::default())
+                    .map_err(quant_error)?,
+            ),
+            BaseBits::Int8 => QuantWeight::Int8(
+                Int8Weight::quantize(&values, out_features, in_features, QuantInput::AsIs)
+                    .map_err(quant_error)?,
+            ),
+            BaseBits::F32 => {
+                return Err(Error::InvalidInput { reason: "an f32 base is not quantized".into() })
+            }
+        };
+        Ok(QuantizedLinear { inner: QuantLinear::new(quantized, None)? })
+    }
+
+    /// The quantized weight.
+    pub fn weight(&self) -> &QuantWeight {
+        self.inner.weight()
+    }
+}
+
+fn quant_error(error: kernels::Error) -> Error {
+    Error::InvalidInput { reason: format!("cannot quantize weight: {error}") }
+}
+
+impl LinearLayer for QuantizedLinear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.inner.forward(xs)
+    }
+
+    fn in_features(&self) -> usize {
+        self.inner.in_features()
+    }
+
+    fn out_features(&self) -> usize {
+        self.inner.out_features()
+    }
+}
+
+/// Quantizes every dense decoder projection of `model` (not the LM head) to `bits`; a no-op for
+/// [`BaseBits::F32`]. Returns the number of layers quantized.
+pub fn quantize_base(model: &mut Llama, bits: BaseBits) -> Result<usize> {
+    if bits == BaseBits::F32 {
+        return Ok(0);
+    }
+    let mut count = 0;
+    for (module, slot) in model.linear_layers_mut() {
+        if module == "lm_head" {
+            continue;
+        }
+        let Some(weight) = slot.dense_weight() else {
+            return Err(Error::InvalidInput {
+                reason: format!("{module} is not a dense layer and cannot be quantized (quantize before attaching adapters)"),
+            });
+        };
+        let quantized = QuantizedLinear::quantize(weight, bits)?;
+        *slot = Box::new(quantized);
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,294 @@
+//! The training configuration: a TOML file, `--set section.key=value` overrides, defaults that
+//! reproduce FinLoRA's setting, and validation that names the offending key and value.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::lora::LoraConfig;
+use crate::optim::ZeroOneAdamConfig;
+use crate::quantize::BaseBits;
+
+/// Everything that determines a training run. Unknown keys are errors (a typo must not silently
+/// fall back to a default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Base model: a GGUF file or a Hugging Face folder; `None` means the default model.
+    pub model: Option<PathBuf>,
+    /// Precision of the frozen base: 4, 8, 16 or 32 (16 runs in f32).
+    pub bits: u32,
+    /// Optimizer steps to run.
+    pub steps: usize,
+    /// Examples per forward pass on one rank.
+    pub micro_batch: usize,
+    /// Micro-batches accumulated per optimizer step on one rank.
+    pub grad_accum: usize,
+    /// Seeds data order, LoRA initialisation and dropout.
+    pub seed: u64,
+    /// Validation loss every this many steps (0: only at the end).
+    pub eval_every: usize,
+    /// Checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest ones).
+    pub keep_checkpoints: usize,
+    pub lora: LoraConfig,
+    pub data: DataConfig,
+    pub optim: OptimConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: None,
+            bits: 8,
+            steps: 100,
+            micro_batch: 4,
+            grad_accum: 1,
+            seed: 42,
+            eval_every: 50,
+            checkpoint_every: 50,
+            keep_checkpoints: 2,
+            lora: LoraConfig::default(),
+            data: DataConfig::default(),
+            optim: OptimConfig::default(),
+        }
+    }
+}
+
+/// Which examples to train on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The task data directory; `None` uses `$FINAGENT_DATA` / the shared data.
+    pub dir: Option<PathBuf>,
+    /// Directory written by `finagent datasets generate` (`<task>/train.jsonl`), used for the
+    /// generated XBRL tasks instead of `dir`.
+    pub generated: Option<PathBuf>,
+    /// Task names, e.g. `["fpb", "tfns"]`.
+    pub tasks: Vec<String>,
+    /// Mixture temperature (1: proportional to size).
+    pub temperature: f64,
+    /// Per-task weights (default 1).
+    pub weights: BTreeMap<String, f64>,
+    /// Per-task caps on distinct examples.
+    pub caps: BTreeMap<String, usize>,
+    /// Examples longer than this many tokens (prompt, answer and EOS) are left out and counted.
+    pub max_seq_len: usize,
+    /// Validation examples (from the tasks' validation splits) for the validation loss.
+    pub validation_examples: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dir: None,
+            generated: None,
+            tasks: vec!["fpb".into()],
+            temperature: 1.0,
+            weights: BTreeMap::new(),
+            caps: BTreeMap::new(),
+            max_seq_len: 512,
+            validation_examples: 64,
+        }
+    }
+}
+
+/// The optimizer and its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// `adamw` or `zero_one_adam`.
+    pub optimizer: String,
+    /// Peak learning rate.
+    pub lr: f32,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Linear warmup from 0 over this many steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup: `linear` (to 0), `cosine` (to 0) or `constant`.
+    pub schedule: String,
+    /// Gradient clipping by global norm (0: off).
+    pub clip: f32,
+    /// 0/1 Adam's own hyper-parameters (FinLoRA's preset by default).
+    pub zero_one: ZeroOneAdamConfig,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            optimizer: "adamw".into(),
+            lr: 1e-4,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            warmup_steps: 10,
+            schedule: "linear".into(),
+            clip: 1.0,
+            zero_one: ZeroOneAdamConfig::finlora(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML file (if any) and applies `key=value` overrides (`lora.rank=4`,
+    /// `data.tasks=["fpb","tfns"]`, `optim.lr=2e-4`); values are TOML, bare words are strings.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let origin = path.map_or_else(|| "the command line".to_string(), |path| path.display().to_string());
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+                text.parse::<toml::Table>().map_err(|error| Error::InvalidInput {
+                    reason: format!("{}: not valid TOML: {}", path.display(), error.message()),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+        }
+        let config: TrainConfig =
+            toml::Value::Table(table).try_into().map_err(|error: toml::de::Error| Error::InvalidInput {
+                reason: format!("{origin}: {}", error.message()),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML, as saved next to the adapter.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|error| Error::InvalidInput {
+            reason: format!("cannot write the config as TOML: {error}"),
+        })
+    }
+
+    /// The precision of the base.
+    pub fn base_bits(&self) -> Result<BaseBits> {
+        BaseBits::from_bits(self.bits)
+    }
+
+    /// Checks every value that could make the run meaningless or crash later.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key: &str, value: String, why: &str| {
+            Err(Error::InvalidInput { reason: format!("config {key} = {value}: {why}") })
+        };
+        self.base_bits()?;
+        self.lora.validate()?;
+        if self.steps == 0 {
+            return invalid("steps", "0".into(), "must be at least 1");
+        }
+        if self.micro_batch == 0 {
+            return invalid("micro_batch", "0".into(), "must be at least 1");
+        }
+        if self.grad_accum == 0 {
+            return invalid("grad_accum", "0".into(), "must be at least 1");
+        }
+        if self.keep_checkpoints == 0 {
+            return invalid("keep_checkpoints", "0".into(), "must be at least 1");
+        }
+        if self.data.tasks.is_empty() {
+            return invalid("data.tasks", "[]".into(), "name at least one task");
+        }
+        if self.data.max_seq_len < 2 {
+            return invalid("data.max_seq_len", self.data.max_seq_len.to_string(), "must be at least 2");
+        }
+        let optim = &self.optim;
+        if !(optim.lr.is_finite() && optim.lr > 0.0) {
+            return invalid("optim.lr", optim.lr.to_string(), "must be a positive number");
+        }
+        if !matches!(optim.optimizer.as_str(), "adamw" | "zero_one_adam") {
+            return invalid(
+                "optim.optimizer",
+                format!("{:?}", optim.optimizer),
+                "expected adamw or zero_one_adam",
+            );
+        }
+        if !matches!(optim.schedule.as_str(), "linear" | "cosine" | "constant") {
+            return invalid(
+                "optim.schedule",
+                format!("{:?}", optim.schedule),
+                "expected linear, cosine or constant",
+            );
+        }
+        if !(optim.clip >= 0.0 && optim.clip.is_finite()) {
+            return invalid("optim.clip", optim.clip.to_string(), "must be 0 (off) or positive");
+        }
+        Ok(())
+    }
+}
+
+/// Sets `dotted.key` in `table` to `value` parsed as TOML (a bare word is taken as a string).
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let Some((key, raw)) = assignment.split_once('=') else {
+        return Err(Error::InvalidInput {
+            reason: format!("override {assignment:?} is not of the form key=value"),
+        });
+    };
+    let key = key.trim();
+    let value = parse_value(raw.trim());
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(leaf) = parts.pop().filter(|leaf| !leaf.is_empty()) else {
+        return Err(Error::InvalidInput { reason: format!("override {assignment:?} has an empty key") });
+    };
+    let mut node = table;
+    for part in parts {
+        let entry = node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(Error::InvalidInput {
+                    reason: format!("override {assignment:?}: {part} is a value, not a section"),
+                })
+            }
+        };
+    }
+    node.insert(leaf.to_string(), value);
+    Ok(())
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    format!("value = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_reach_nested_keys_and_typos_are_rejected() {
+        let config = TrainConfig::load(
+            None,
+            &["lora.rank=4".into(), "data.tasks=[\"fpb\",\"tfns\"]".into(), "optim.schedule=cosine".into()],
+        )
+        .unwrap();
+        assert_eq!(config.lora.rank, 4);
+        assert_eq!(config.data.tasks, ["fpb", "tfns"]);
+        assert_eq!(config.optim.schedule, "cosine");
+
+        let typo = TrainConfig::load(None, &["lora.rnak=4".into()]).unwrap_err().to_string();
+        assert!(typo.contains("rnak"), "{typo}");
+        let bad = TrainConfig::load(None, &["bits=3".into()]).unwrap_err().to_string();
+        assert!(bad.contains('3'), "{bad}");
+        let bad = TrainConfig::load(None, &["optim.schedule=cosin".into()]).unwrap_err().to_string();
+        assert!(bad.contains("cosin"), "{bad}");
+    }
+
+    #[test]
+    fn the_saved_toml_reads_back_equal() {
+        let config = TrainConfig::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("train.toml");
+        std::fs::write(&path, config.to_toml().unwrap()).unwrap();
+        assert_eq!(TrainConfig::load(Some(&path), &[]).unwrap(), config);
+    }
+}

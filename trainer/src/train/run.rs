@@ -1,0 +1,368 @@
+//! The training loop: micro-batches with gradient accumulation, the loss on answer tokens only,
+//! gradient averaging across ranks, clipping, the optimizer step, validation, checkpoints and
+//! resume.
+//!
+//! The LoRA parameters live as flat `Vec<f32>`s owned by the loop (the optimizer's view) and are
+//! copied into the model's `Var`s after every step. The loss of a step is the mean over every
+//! answer token of the global batch, so a run over `W` ranks computes the same gradient as one
+//! process with the same global batch.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor, D};
+
+use crate::dist::Collective;
+use crate::error::{Error, Result};
+use crate::lora::LoraAdapter;
+use crate::model::Llama;
+use crate::optim::{AdamW, AdamWConfig, Optimizer, ZeroOneAdam};
+use crate::train::checkpoint::{CheckpointDir, TrainerState};
+use crate::train::config::TrainConfig;
+use crate::train::data::{mix, BatchPlan, TokenizedExample};
+use crate::train::metrics::{learning_rate, loss_curve_svg, write_atomically, MetricsLog, StepMetrics};
+
+/// What a rank trains: the model with the adapter attached, and tokenized data.
+pub struct TrainJob<'a> {
+    pub config: &'a TrainConfig,
+    pub model: &'a Llama,
+    pub adapter: &'a LoraAdapter,
+    pub train: &'a [TokenizedExample],
+    pub validation: &'a [TokenizedExample],
+    /// Where checkpoints, metrics and the final adapter go.
+    pub run_dir: &'a Path,
+    /// Continue from the newest checkpoint in `run_dir`, if there is one.
+    pub resume: bool,
+    /// Recorded in the adapter's config (`base_model_name_or_path`).
+    pub base_model: &'a str,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Optimizer steps completed (including those before a resume).
+    pub steps: usize,
+    /// The step the run resumed from, if it did.
+    pub resumed_from: Option<usize>,
+    pub final_loss: f64,
+    pub final_val_loss: Option<f64>,
+    /// The final adapter (rank 0 writes it).
+    pub adapter_dir: PathBuf,
+    /// Median tokens/s over the steps run in this process.
+    pub tokens_per_sec: f64,
+}
+
+/// Builds the configured optimizer.
+pub fn build_optimizer(config: &TrainConfig) -> Result<Box<dyn Optimizer>> {
+    let optim = &config.optim;
+    Ok(match optim.optimizer.as_str() {
+        "zero_one_adam" => Box::new(ZeroOneAdam::new(optim.zero_one)?),
+        _ => Box::new(AdamW::new(AdamWConfig {
+            beta1: optim.beta1,
+            beta2: optim.beta2,
+            eps: optim.eps,
+            weight_decay: optim.weight_decay,
+        })),
+    })
+}
+
+/// Trains `job` on this rank; every rank of `comm` calls it with the same configuration and data.
+/// `on_step` sees each step's metrics (on every rank; print from rank 0) after the step's
+/// checkpoint, if any, is written; `ControlFlow::Break` stops the run there, as a kill would
+/// (nothing more is written).
+pub fn train(
+    job: &TrainJob<'_>,
+    comm: &mut dyn Collective,
+    on_step: &mut dyn FnMut(&StepMetrics) -> ControlFlow<()>,
+) -> Result<TrainSummary> {
+    let result = train_inner(job, comm, on_step);
+    if let Err(error) = &result {
+        comm.abort(&error.to_string());
+    }
+    result
+}
+
+fn train_inner(
+    job: &TrainJob<'_>,
+    comm: &mut dyn Collective,
+    on_step: &mut dyn FnMut(&StepMetrics) -> ControlFlow<()>,
+) -> Result<TrainSummary> {
+    let config = job.config;
+    let (rank, world_size) = (comm.rank(), comm.world_size());
+    let global_batch = config.micro_batch * config.grad_accum * world_size;
+    let lengths = job.train.iter().map(|example| example.ids.len()).collect();
+    let plan = BatchPlan::new(lengths, global_batch, config.micro_batch, world_size, config.seed)?;
+    let vars = job.adapter.vars();
+    let names: Vec<String> = job.adapter.named_vars().into_iter().map(|(name, _)| name).collect();
+    let mut params: Vec<Vec<f32>> = vars
+        .iter()
+        .map(|var| var.as_tensor().flatten_all()?.to_vec1::<f32>())
+        .collect::<candle_core::Result<_>>()?;
+    let param_lens: Vec<usize> = params.iter().map(Vec::len).collect();
+    let mut optimizer = build_optimizer(config)?;
+    let checkpoints = CheckpointDir::new(job.run_dir);
+    let metrics_log = MetricsLog::new(job.run_dir);
+
+    let mut start_step = 0;
+    let mut resumed_from = None;
+    let mut val_loss = None;
+    if job.resume {
+        if let Some(checkpoint) = checkpoints.load_latest(&names)? {
+            let state = &checkpoint.state;
+            if state.global_batch != global_batch
+                || state.seed != config.seed
+                || state.param_lens != param_lens
+            {
+                return Err(Error::InvalidInput {
+                    reason: format!(
+                        "{} was written by a run with global batch {}, seed {} and {} parameters; this run has {global_batch}, {} and {}",
+                        checkpoint.dir.display(),
+                        state.global_batch,
+                        state.seed,
+                        state.param_lens.len(),
+                        config.seed,
+                        param_lens.len()
+                    ),
+                });
+            }
+            optimizer.load_state(checkpoint.optimizer, &param_lens)?;
+            params = checkpoint.params;
+            start_step = state.step;
+            resumed_from = Some(state.step);
+            val_loss = state.val_loss;
+            if rank == 0 {
+                metrics_log.truncate_after(start_step)?;
+            }
+        }
+    } else if rank == 0 && metrics_log.path().exists() {
+        std::fs::remove_file(metrics_log.path())
+            .map_err(|source| Error::Io { path: metrics_log.path().to_path_buf(), source })?;
+    }
+    write_params(&vars, &params)?;
+
+    let started = Instant::now();
+    let mut rates = Vec::new();
+    let mut last_loss = f64::NAN;
+    let mut last_saved = resumed_from;
+    for step in start_step..config.steps {
+        let step_started = Instant::now();
+        let lr = learning_rate(
+            &config.optim.schedule,
+            config.optim.lr,
+            config.optim.warmup_steps,
+            config.steps,
+            step,
+        );
+        let batch = plan.global_batch(step);
+        let answer_tokens: usize = batch.iter().map(|&idx| job.train[idx].answer_len()).sum();
+        let input_tokens: usize = batch.iter().map(|&idx| job.train[idx].input_len()).sum();
+        // Each rank's gradient is scaled so that the mean over ranks is the global token mean.
+        let scale = world_size as f64 / answer_tokens as f64;
+        let mut grads: Vec<Vec<f32>> = param_lens.iter().map(|&len| vec![0f32; len]).collect();
+        let mut loss_sum = 0f64;
+        for (micro_idx, micro) in plan.micro_batches(step, rank).iter().enumerate() {
+            let examples: Vec<&TokenizedExample> = micro.iter().map(|&idx| &job.train[idx]).collect();
+            job.adapter.dropout.start(mix(
+                config.seed,
+                step as u64 + 1,
+                (micro_idx * world_size + rank) as u64,
+            ));
+            let (sum, micro_grads) = micro_batch_gradients(job.model, job.adapter, &examples, scale)?;
+            loss_sum += sum;
+            for (total, grad) in grads.iter_mut().zip(micro_grads) {
+                total.iter_mut().zip(grad).for_each(|(total, value)| *total += value);
+            }
+        }
+        job.adapter.dropout.stop();
+
+        let mut loss_buf = [loss_sum as f32];
+        comm.all_reduce_sum(&mut loss_buf)?;
+        let loss = f64::from(loss_buf[0]) / answer_tokens as f64;
+        if !loss.is_finite() {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "training loss is {loss} at step {}; stopped (last good checkpoint: {})",
+                    step + 1,
+                    last_saved.map_or_else(|| "none".to_string(), |step| format!("step {step}"))
+                ),
+            });
+        }
+        if optimizer.gradients_need_allreduce() {
+            let mut flat: Vec<f32> = grads.concat();
+            comm.all_reduce_mean(&mut flat)?;
+            let mut offset = 0;
+            for grad in &mut grads {
+                let len = grad.len();
+                grad.copy_from_slice(&flat[offset..offset + len]);
+                offset += len;
+            }
+        }
+        let grad_norm = clip_gradients(&mut grads, config.optim.clip);
+        optimizer.step(&mut params, &grads, lr, comm)?;
+        write_params(&vars, &params)?;
+
+        let done = step + 1;
+        last_loss = loss;
+        let tokens_per_sec = input_tokens as f64 / step_started.elapsed().as_secs_f64();
+        rates.push(tokens_per_sec);
+        let is_last = done == config.steps;
+        let mut step_val_loss = None;
+        if (config.eval_every > 0 && done % config.eval_every == 0) || is_last {
+            let value = validation_loss(job, comm)?;
+            step_val_loss = value;
+            val_loss = value.or(val_loss);
+        }
+        let metrics = StepMetrics {
+            step: done,
+            loss,
+            lr,
+            grad_norm,
+            tokens_per_sec,
+            answer_tokens,
+            val_loss: step_val_loss,
+            elapsed_sec: started.elapsed().as_secs_f64(),
+        };
+        if rank == 0 {
+            metrics_log.append(&metrics)?;
+        }
+        if (config.checkpoint_every > 0 && done % config.checkpoint_every == 0) || is_last {
+            if rank == 0 {
+                let state = TrainerState {
+                    step: done,
+                    global_batch,
+                    world_size,
+                    seed: config.seed,
+                    optimizer: optimizer.name().to_string(),
+                    optimizer_scalars: serde_json::Value::Null,
+                    param_lens: param_lens.clone(),
+                    val_loss,
+                };
+                checkpoints.save(
+                    &state,
+                    &optimizer.state(),
+                    |dir| crate::peft::save_adapter(job.adapter, dir, job.base_model),
+                    config.keep_checkpoints,
+                )?;
+            }
+            comm.barrier()?;
+            last_saved = Some(done);
+        }
+        if on_step(&metrics).is_break() {
+            return Ok(TrainSummary {
+                steps: done,
+                resumed_from,
+                final_loss: loss,
+                final_val_loss: val_loss,
+                adapter_dir: job.run_dir.join("adapter"),
+                tokens_per_sec,
+            });
+        }
+    }
+
+    let adapter_dir = job.run_dir.join("adapter");
+    if rank == 0 {
+        crate::peft::save_adapter(job.adapter, &adapter_dir, job.base_model)?;
+        let all_metrics = metrics_log.read()?;
+        write_atomically(&job.run_dir.join("loss.svg"), loss_curve_svg(&all_metrics).as_bytes())?;
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(TrainSummary {
+        steps: config.steps,
+        resumed_from,
+        final_loss: last_loss,
+        final_val_loss: val_loss,
+        adapter_dir,
+        tokens_per_sec: rates.get(rates.len() / 2).copied().unwrap_or(0.0),
+    })
+}
+
+/// The summed token loss of `examples` and `d(scale · loss_sum)/dθ` for every adapter tensor.
+fn micro_batch_gradients(
+    model: &Llama,
+    adapter: &LoraAdapter,
+    examples: &[&TokenizedExample],
+    scale: f64,
+) -> Result<(f64, Vec<Vec<f32>>)> {
+    let (loss_sum, _) = token_loss(model, examples)?;
+    let grads = (&loss_sum * scale)?.backward()?;
+    let loss_value = f64::from(loss_sum.to_scalar::<f32>()?);
+    let values = adapter
+        .vars()
+        .iter()
+        .map(|var| match grads.get(var.as_tensor()) {
+            Some(grad) => grad.flatten_all()?.to_vec1::<f32>(),
+            None => Ok(vec![0f32; var.elem_count()]),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((loss_value, values))
+}
+
+/// The summed cross-entropy of the answer tokens of `examples` (a scalar tensor) and their count.
+/// Rows are right-padded; the causal mask keeps padding out of every position the loss reads.
+pub fn token_loss(model: &Llama, examples: &[&TokenizedExample]) -> Result<(Tensor, usize)> {
+    let width = examples.iter().map(|example| example.input_len()).max().unwrap_or(0);
+    if width == 0 {
+        return Err(Error::InvalidInput { reason: "a micro-batch has no tokens".into() });
+    }
+    let pad = examples.first().and_then(|example| example.ids.last().copied()).unwrap_or(0);
+    let mut ids = Vec::with_capacity(examples.len() * width);
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (row, example) in examples.iter().enumerate() {
+        let inputs = &example.ids[..example.input_len()];
+        ids.extend_from_slice(inputs);
+        ids.extend(std::iter::repeat_n(pad, width - inputs.len()));
+        // Position p predicts token p + 1; the answer starts at prompt_len.
+        for position in example.prompt_len - 1..example.input_len() {
+            rows.push((row * width + position) as u32);
+            targets.push(example.ids[position + 1]);
+        }
+    }
+    let device = model.device();
+    let input = Tensor::from_vec(ids, (examples.len(), width), device)?;
+    let hidden = model.hidden_states(&input)?;
+    let count = rows.len();
+    let rows = Tensor::from_vec(rows, count, device)?;
+    let logits = model.logits_at(&hidden, &rows)?;
+    let targets = Tensor::from_vec(targets, (count, 1), device)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = log_probs.gather(&targets, 1)?;
+    Ok((picked.sum_all()?.neg()?, count))
+}
+
+/// Mean answer-token loss over the validation examples (dropout off), over all ranks.
+fn validation_loss(job: &TrainJob<'_>, comm: &mut dyn Collective) -> Result<Option<f64>> {
+    let (rank, world_size) = (comm.rank(), comm.world_size());
+    let mut sums = [0f32, 0f32];
+    let shard: Vec<&TokenizedExample> = job.validation.iter().skip(rank).step_by(world_size).collect();
+    for micro in shard.chunks(job.config.micro_batch) {
+        let (loss, count) = token_loss(job.model, micro)?;
+        sums[0] += loss.detach().to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        sums[1] += count as f32;
+    }
+    comm.all_reduce_sum(&mut sums)?;
+    Ok((sums[1] > 0.0).then(|| f64::from(sums[0]) / f64::from(sums[1])))
+}
+
+/// Scales the gradients so their global L2 norm is at most `max_norm` (as
+/// `torch.nn.utils.clip_grad_norm_`: factor `max_norm / (norm + 1e-6)`, only when below 1).
+/// Returns the norm before clipping.
+pub fn clip_gradients(grads: &mut [Vec<f32>], max_norm: f32) -> f64 {
+    let norm = grads.iter().flatten().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt();
+    if max_norm > 0.0 {
+        let factor = (f64::from(max_norm) / (norm + 1e-6)) as f32;
+        if factor < 1.0 {
+            grads.iter_mut().flatten().for_each(|g| *g *= factor);
+        }
+    }
+    norm
+}
+
+fn write_params(vars: &[&candle_core::Var], params: &[Vec<f32>]) -> Result<()> {
+    for (var, values) in vars.iter().zip(params) {
+        let tensor = Tensor::from_slice(values, var.shape(), var.device())?;
+        var.set(&tensor)?;
+    }
+    Ok(())
+}
