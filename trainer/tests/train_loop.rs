@@ -6,7 +6,7 @@ mod common;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use common::{tiny_model, toy_examples};
+use common::training::{tiny_model, toy_examples};
 use trainer::dist::single::SingleProcess;
 use trainer::dist::threads::ThreadGroup;
 use trainer::dist::Collective;

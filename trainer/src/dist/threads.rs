@@ -56,16 +56,13 @@ impl ThreadGroup {
         });
         let first_failure =
             shared.lock().failure.as_ref().map(|failure| (failure.rank, failure.reason.clone()));
-        match first_failure {
-            None => outcomes.into_iter().collect(),
-            Some((failed_rank, reason)) => {
-                let mut outcomes = outcomes;
-                match outcomes.swap_remove(failed_rank) {
-                    Err(error) => Err(error),
-                    // The rank aborted, then returned normally.
-                    Ok(_) => Err(Error::Collective { rank: failed_rank, world_size, reason }),
-                }
-            }
+        let Some((failed_rank, reason)) = first_failure else {
+            return outcomes.into_iter().collect();
+        };
+        match outcomes.into_iter().nth(failed_rank) {
+            Some(Err(error)) => Err(error),
+            // The rank aborted, then returned normally.
+            _ => Err(Error::Collective { rank: failed_rank, world_size, reason }),
         }
     }
 }

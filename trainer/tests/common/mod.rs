@@ -1,93 +1,81 @@
-//! A tiny random Llama for training tests: fast enough to run dozens of steps in a unit test.
+//! Shared test helpers: where the shared data and the default model live, and skipping when absent.
+#![allow(dead_code)]
 
-use std::collections::HashMap;
+pub mod tiny;
+pub mod training;
 
-use candle_core::{Device, Tensor};
-use trainer::config::LlamaConfig;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
 use trainer::model::Llama;
-use trainer::train::data::TokenizedExample;
-use trainer::weights::{LayerWeight, TensorMap, WeightId};
+use trainer::tokenizer::Tokenizer;
 
-pub fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
-        vocab_size: 48,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        head_dim: 8,
-        rope_theta: 10000.0,
-        rms_norm_eps: 1e-5,
-        max_position_embeddings: 64,
-        tie_word_embeddings: true,
+fn workspace_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Returns `path` when it exists; otherwise fails under CI and prints a skip reason elsewhere.
+fn required(path: PathBuf, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
     }
-}
-
-fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let values: Vec<f32> = (0..shape.iter().product::<usize>())
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
-
-/// The same random model for the same seed.
-pub fn tiny_model(seed: u64) -> Llama {
-    let config = tiny_config();
-    let (hidden, ffn) = (config.hidden_size, config.intermediate_size);
-    let mut tensors = HashMap::new();
-    let mut next = seed;
-    let mut add = |id: WeightId, shape: &[usize], scale: f32| {
-        next += 1;
-        let tensor = if scale == 0.0 {
-            Tensor::ones(shape, candle_core::DType::F32, &Device::Cpu).unwrap()
-        } else {
-            random(shape, next, scale)
-        };
-        tensors.insert(id.hf_name(), tensor);
-    };
-    add(WeightId::Embedding, &[config.vocab_size, hidden], 1.0);
-    add(WeightId::FinalNorm, &[hidden], 0.0);
-    for layer in 0..config.num_hidden_layers {
-        let id = |weight| WeightId::Layer(layer, weight);
-        add(id(LayerWeight::AttnNorm), &[hidden], 0.0);
-        add(id(LayerWeight::MlpNorm), &[hidden], 0.0);
-        add(id(LayerWeight::Q), &[config.q_dim(), hidden], 0.3);
-        add(id(LayerWeight::K), &[config.kv_dim(), hidden], 0.3);
-        add(id(LayerWeight::V), &[config.kv_dim(), hidden], 0.3);
-        add(id(LayerWeight::O), &[hidden, config.q_dim()], 0.3);
-        add(id(LayerWeight::Gate), &[ffn, hidden], 0.3);
-        add(id(LayerWeight::Up), &[ffn, hidden], 0.3);
-        add(id(LayerWeight::Down), &[hidden, ffn], 0.3);
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} not found at {} (CI requires it)", path.display());
     }
-    let mut source = TensorMap::new("tiny", tensors);
-    Llama::from_source(config, &mut source, &Device::Cpu).unwrap()
+    eprintln!("skipping: {what} not found at {}", path.display());
+    None
 }
 
-/// A learnable toy task: the answer is a fixed function of the prompt's first token.
-pub fn toy_examples(n: usize, seed: u64) -> Vec<TokenizedExample> {
-    let mut state = seed | 1;
-    let mut next = |bound: u32| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % u64::from(bound)) as u32
-    };
-    (0..n)
-        .map(|_| {
-            let prompt_len = 3 + next(6) as usize;
-            let mut ids: Vec<u32> = (0..prompt_len).map(|_| 4 + next(40)).collect();
-            let key = ids[0];
-            ids.push(4 + (key * 7) % 40);
-            ids.push(4 + (key * 3) % 40);
-            ids.push(1); // EOS
-            TokenizedExample { ids, prompt_len }
-        })
-        .collect()
+/// The shared data folder (env FINAGENT_SHARED, default `<workspace>/../shared`).
+pub fn shared_dir() -> Option<PathBuf> {
+    let path = std::env::var_os("FINAGENT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"));
+    required(path, "shared data folder")
+}
+
+/// The SmolLM2 reference files (tokenizer.json, reference cases and logits).
+pub fn reference_dir() -> Option<PathBuf> {
+    required(shared_dir()?.join("models/smollm2"), "SmolLM2 reference folder")
+}
+
+/// The default GGUF model (env FINAGENT_MODEL).
+pub fn model_path() -> Option<PathBuf> {
+    let path = std::env::var_os("FINAGENT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    required(path, "model file")
+}
+
+/// The default model and its GGUF-built tokenizer, loaded once per test binary.
+pub fn gguf_model() -> Option<&'static (Llama, Tokenizer)> {
+    static MODEL: OnceLock<(Llama, Tokenizer)> = OnceLock::new();
+    let path = model_path()?;
+    Some(MODEL.get_or_init(|| match trainer::loader::load_gguf(&path) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!("loading {}: {e}", path.display()),
+    }))
+}
+
+/// One case of `reference_cases.json`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReferenceCase {
+    pub prompt: String,
+    pub ids: Vec<u32>,
+    pub greedy_next_12: Vec<u32>,
+    pub greedy_text: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ReferenceFile {
+    cases: Vec<ReferenceCase>,
+}
+
+/// The reference prompts with transformers' ids and greedy continuations.
+pub fn reference_cases() -> Option<Vec<ReferenceCase>> {
+    let path = reference_dir()?.join("reference_cases.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file: ReferenceFile =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some(file.cases)
 }

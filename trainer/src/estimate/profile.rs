@@ -1,0 +1,108 @@
+//! Framework profiles: the handful of dtype widths and habits of a training stack that decide
+//! how many bytes each component of the memory estimate takes.
+
+/// Which forward activations are still alive when the backward pass starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavedActivations {
+    /// Gradient checkpointing: each layer keeps only its input; one layer's intermediates are
+    /// rebuilt at a time during the backward pass.
+    LayerInputs,
+    /// Every layer keeps every intermediate of its forward pass.
+    Everything,
+}
+
+/// The numbers that describe a framework. Widths are bytes per element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub name: &'static str,
+    /// Width of the frozen parameters that stay unquantized (embedding, output projection, norms)
+    /// while training.
+    pub frozen_bytes_training: u64,
+    /// The same at inference.
+    pub frozen_bytes_inference: u64,
+    /// A 16-bit base is held at `frozen_bytes_training` while training, like the other frozen
+    /// parameters, instead of at 2 bytes.
+    pub upcast_16bit_base: bool,
+    /// Width of LoRA weights and of their gradients.
+    pub adapter_bytes: u64,
+    /// Optimizer state per trainable parameter (AdamW: two f32 moments = 8).
+    pub optimizer_bytes_per_param: u64,
+    /// Width of activations produced by matrix products (the compute dtype).
+    pub activation_bytes: u64,
+    /// Width of the residual stream (the embedding's dtype: f32 once the embedding is upcast).
+    pub residual_bytes: u64,
+    pub saved: SavedActivations,
+    /// The batch×heads×seq×seq attention scores and probabilities are materialized (eager
+    /// attention) rather than streamed (flash / memory-efficient SDPA).
+    pub attention_scores: bool,
+    /// Further hidden-sized tensors kept per token per layer by a tape that records every
+    /// elementwise op (RMSNorm squares and reciprocals, rotary halves, casts).
+    pub extra_hidden_per_layer: u64,
+    /// Bytes per logit element alive at the loss while training (all copies together).
+    pub logit_bytes_training: u64,
+    /// Fixed cost not tied to the model: CUDA context, cuBLAS workspace, allocator slack.
+    pub overhead_bytes: u64,
+}
+
+const GIB: u64 = 1 << 30;
+
+/// FinLoRA's GPU stack (transformers + PEFT + bitsandbytes on an A5000, `lora/lora/train_lora.py`).
+///
+/// - `prepare_model_for_kbit_training` is called for every width, 16-bit included, and casts
+///   every fp16/bf16 parameter that is not a `Params4bit` to f32: the embedding, lm_head and
+///   norms of the 8/4-bit models, and the whole 16-bit model. Inference loads plain bf16.
+/// - fp16 autocast (`fp16=True`), so products are 2 bytes, but the residual stream is f32 since
+///   the embedding is; gradient checkpointing is on; SDPA attention keeps no seq×seq scores.
+/// - LoRA weights are f32 (PEFT upcasts adapters), their gradients f32, AdamW two f32 moments.
+/// - At the loss: the f32 logits the model returns and the f32 gradient flowing back into them
+///   (8 bytes per element); the fp16 product and the log-softmax come and go around them.
+/// - `overhead_bytes` is calibrated: the one free constant fitted to the paper's table (0.25 GiB).
+pub const GPU_FINLORA: Profile = Profile {
+    name: "gpu",
+    frozen_bytes_training: 4,
+    frozen_bytes_inference: 2,
+    upcast_16bit_base: true,
+    adapter_bytes: 4,
+    optimizer_bytes_per_param: 8,
+    activation_bytes: 2,
+    residual_bytes: 4,
+    saved: SavedActivations::LayerInputs,
+    attention_scores: false,
+    extra_hidden_per_layer: 0,
+    logit_bytes_training: 8,
+    overhead_bytes: GIB / 4,
+};
+
+/// finagent itself on the CPU (candle): f32 everywhere, the autograd tape keeps every
+/// intermediate of the forward pass (no checkpointing, eager attention), the base stays resident
+/// in its quantized form with f32 embedding and norms, and there is no device context.
+///
+/// Uncalibrated: `extra_hidden_per_layer` counts the ops of our RMSNorm (square, mean, scaled
+/// input ×2 norms) and rotary embedding (two halves each of q and k) as hidden-sized; the logits
+/// keep the f32 logits, their log-softmax and its gradient (12 bytes). To be fitted to measured
+/// peak RSS.
+pub const CPU_FINAGENT: Profile = Profile {
+    name: "cpu",
+    frozen_bytes_training: 4,
+    frozen_bytes_inference: 4,
+    upcast_16bit_base: false,
+    adapter_bytes: 4,
+    optimizer_bytes_per_param: 8,
+    activation_bytes: 4,
+    residual_bytes: 4,
+    saved: SavedActivations::Everything,
+    attention_scores: true,
+    extra_hidden_per_layer: 8,
+    logit_bytes_training: 12,
+    overhead_bytes: 0,
+};
+
+/// The built-in profiles, by name.
+pub const PROFILES: [Profile; 2] = [GPU_FINLORA, CPU_FINAGENT];
+
+impl Profile {
+    /// The built-in profile called `name`, if any.
+    pub fn named(name: &str) -> Option<Profile> {
+        PROFILES.iter().find(|profile| profile.name.eq_ignore_ascii_case(name)).copied()
+    }
+}
