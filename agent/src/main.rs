@@ -31,6 +31,12 @@ enum Command {
     FetchModel(cmd::fetch_model::Args),
     /// List, inspect and count tasks; generate XBRL questions from filings.
     Datasets(cmd::datasets::Args),
+    /// Finetune LoRA adapters on a mixture of financial tasks over a 4/8/32-bit base.
+    Train(cmd::train::Args),
+    /// Speed measurements printed as JSON lines (`bench matmul`: quantized linear products).
+    Bench(cmd::bench::Args),
+    /// Estimate training and inference memory of LoRA over a 4/8/16-bit base, per component.
+    Estimate(cmd::estimate::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +48,9 @@ fn main() -> ExitCode {
         Command::Fetch(args) => cmd::fetch::run(home, args),
         Command::FetchModel(args) => cmd::fetch_model::run(home, args),
         Command::Datasets(args) => cmd::datasets::run(home, args),
+        Command::Train(args) => cmd::train::run(home, args),
+        Command::Bench(args) => cmd::bench::run(home, args),
+        Command::Estimate(args) => cmd::estimate::run(home, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 pub mod double_quant;
 pub mod dynamic_map;
 mod error;
+pub mod fast;
 pub mod four_bit;
 pub mod fp4;
 pub mod gguf_dequant;
@@ -23,4 +24,5 @@ pub use four_bit::{BlockScales, FourBitConfig, FourBitFormat, FourBitTensor};
 pub use gguf_dequant::GgufType;
 pub use int8::{Int8Activation, Int8Weight, QuantInput};
 pub use int8_matmul::{int8_linear_backward_input, int8_linear_forward, Int8LinearConfig};
-pub use quant_linear::{QuantLinear, QuantWeight};
+pub use fast::{Isa, ProductConfig, ProductPath};
+pub use quant_linear::{product_reference, Direction, QuantLinear, QuantWeight};

@@ -2,9 +2,10 @@
 //!
 //! Forward is `y = x · deq(W)^T (+ b)`, backward `grad_x = grad_y · deq(W)`; the weight gets no
 //! gradient (it is not a candle tensor at all), so LoRA adapters placed before or after the layer
-//! receive exact gradients. Both directions are candle `CustomOp1`s over the activation; each call
-//! dequantizes the whole weight into an f32 panel and multiplies with a plain scalar loop. This is
-//! the reference the batched and SIMD paths are to be tested against, not the fast path.
+//! receive exact gradients. Both directions are candle `CustomOp1`s over the activation. f32 runs
+//! the fast paths of [`crate::fast`] (fused kernels for a few rows, tiled GEMM for many); f64, used
+//! by gradient checks, runs [`product_reference`], a plain scalar loop over the whole dequantized
+//! weight that is the specification the fast paths are tested against.
 
 use std::ops::{Add, Mul};
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
 
+use crate::error::{Error, Result};
+use crate::fast::{self, ProductConfig};
 use crate::four_bit::FourBitTensor;
 use crate::int8::Int8Weight;
 
@@ -27,10 +30,26 @@ pub enum QuantWeight {
 impl QuantWeight {
     /// `(out_features, in_features)`, or an error when a 4-bit tensor is not a matrix.
     pub fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        self.shape_2d().or_else(|shape| {
+            candle_core::bail!("quant linear weight must be 2-d [out, in], got shape {shape:?}")
+        })
+    }
+
+    /// [`QuantWeight::dims`] with the crate's own error.
+    pub fn matrix_dims(&self) -> Result<(usize, usize)> {
+        self.shape_2d().map_err(|shape| Error::DimensionMismatch {
+            what: "quant linear weight",
+            left: format!("shape {shape:?}"),
+            right: "a 2-d [out, in] matrix".to_string(),
+        })
+    }
+
+    /// `(out_features, in_features)`, or the shape that is not a matrix.
+    fn shape_2d(&self) -> std::result::Result<(usize, usize), &[usize]> {
         match self {
             QuantWeight::FourBit(tensor) => match tensor.shape() {
                 &[out_features, in_features] => Ok((out_features, in_features)),
-                shape => candle_core::bail!("quant linear weight must be 2-d [out, in], got shape {shape:?}"),
+                shape => Err(shape),
             },
             QuantWeight::Int8(weight) => Ok((weight.out_features(), weight.in_features())),
         }
@@ -110,7 +129,7 @@ impl Module for QuantLinear {
 
 /// Which product with the dequantized weight `W [out, in]` an op computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
+pub enum Direction {
     /// `[rows, in] -> [rows, out]`: `x · W^T`.
     Forward,
     /// `[rows, out] -> [rows, in]`: `g · W`, the adjoint of `Forward`.
@@ -141,45 +160,6 @@ impl ProductOp {
             Direction::Backward => (out_features, in_features),
         })
     }
-
-    /// Row-major `[rows, output_features]` from row-major `[rows, input_features]`.
-    fn apply<T>(
-        &self,
-        input: &[T],
-        weight: &[T],
-        rows: usize,
-        input_features: usize,
-        output_features: usize,
-    ) -> Vec<T>
-    where
-        T: Copy + Default + Add<Output = T> + Mul<Output = T>,
-    {
-        let mut output = vec![T::default(); rows * output_features];
-        if input_features == 0 || output_features == 0 {
-            // An empty sum is zero; `chunks(0)` would panic.
-            return output;
-        }
-        for (input_row, output_row) in input.chunks(input_features).zip(output.chunks_mut(output_features)) {
-            match self.direction {
-                Direction::Forward => {
-                    // W is [out, in]: output element o is the dot product with weight row o.
-                    for (out_value, weight_row) in output_row.iter_mut().zip(weight.chunks(input_features)) {
-                        *out_value =
-                            input_row.iter().zip(weight_row).fold(T::default(), |acc, (&x, &w)| acc + x * w);
-                    }
-                }
-                Direction::Backward => {
-                    // Accumulate g[o] * W[o, :] over the output features o.
-                    for (&grad, weight_row) in input_row.iter().zip(weight.chunks(output_features)) {
-                        for (out_value, &w) in output_row.iter_mut().zip(weight_row) {
-                            *out_value = *out_value + grad * w;
-                        }
-                    }
-                }
-            }
-        }
-        output
-    }
 }
 
 impl CustomOp1 for ProductOp {
@@ -207,24 +187,21 @@ impl CustomOp1 for ProductOp {
         if let Some(last) = out_dims.last_mut() {
             *last = output_features;
         }
-        let weight = self.weight.dequantize();
         let output = match storage {
-            CpuStorage::F32(input) => CpuStorage::F32(self.apply(
-                &input[start..end],
-                &weight,
-                rows,
-                input_features,
-                output_features,
-            )),
-            CpuStorage::F64(input) => {
-                let weight: Vec<f64> = weight.iter().map(|&w| f64::from(w)).collect();
-                CpuStorage::F64(self.apply(
+            CpuStorage::F32(input) => CpuStorage::F32(
+                fast::product(
+                    &self.weight,
+                    self.direction,
                     &input[start..end],
-                    &weight,
                     rows,
-                    input_features,
-                    output_features,
-                ))
+                    &ProductConfig::default(),
+                )
+                .map_err(|err| candle_core::Error::Msg(format!("{}: {err}", self.name())))?,
+            ),
+            CpuStorage::F64(input) => {
+                let weight: Vec<f64> = self.weight.dequantize().iter().map(|&w| f64::from(w)).collect();
+                let features = (input_features, output_features);
+                CpuStorage::F64(scalar_product(self.direction, &input[start..end], &weight, rows, features))
             }
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), self.name())),
         };
@@ -238,4 +215,66 @@ impl CustomOp1 for ProductOp {
         let grad_arg = grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(adjoint)))?;
         Ok(Some(grad_arg))
     }
+}
+
+/// The specification of both directions: the whole weight dequantized, then a plain scalar loop.
+/// `input` is row-major `[rows, in]` (forward) or `[rows, out]` (backward).
+pub fn product_reference(
+    weight: &QuantWeight,
+    direction: Direction,
+    input: &[f32],
+    rows: usize,
+) -> Result<Vec<f32>> {
+    let (out_features, in_features) = weight.matrix_dims()?;
+    let features = match direction {
+        Direction::Forward => (in_features, out_features),
+        Direction::Backward => (out_features, in_features),
+    };
+    if rows.checked_mul(features.0) != Some(input.len()) {
+        return Err(Error::ShapeMismatch {
+            what: "quant linear input",
+            shape: vec![rows, features.0],
+            expected: rows.saturating_mul(features.0),
+            actual: input.len(),
+        });
+    }
+    Ok(scalar_product(direction, input, &weight.dequantize(), rows, features))
+}
+
+/// Row-major `[rows, output_features]` from row-major `[rows, input_features]` and the dense `W`.
+fn scalar_product<T>(
+    direction: Direction,
+    input: &[T],
+    weight: &[T],
+    rows: usize,
+    (input_features, output_features): (usize, usize),
+) -> Vec<T>
+where
+    T: Copy + Default + Add<Output = T> + Mul<Output = T>,
+{
+    let mut output = vec![T::default(); rows * output_features];
+    if input_features == 0 || output_features == 0 {
+        // An empty sum is zero; `chunks(0)` would panic.
+        return output;
+    }
+    for (input_row, output_row) in input.chunks(input_features).zip(output.chunks_mut(output_features)) {
+        match direction {
+            Direction::Forward => {
+                // W is [out, in]: output element o is the dot product with weight row o.
+                for (out_value, weight_row) in output_row.iter_mut().zip(weight.chunks(input_features)) {
+                    *out_value =
+                        input_row.iter().zip(weight_row).fold(T::default(), |acc, (&x, &w)| acc + x * w);
+                }
+            }
+            Direction::Backward => {
+                // Accumulate g[o] * W[o, :] over the output features o.
+                for (&grad, weight_row) in input_row.iter().zip(weight.chunks(output_features)) {
+                    for (out_value, &w) in output_row.iter_mut().zip(weight_row) {
+                        *out_value = *out_value + grad * w;
+                    }
+                }
+            }
+        }
+    }
+    output
 }

@@ -1,7 +1,11 @@
 //! One module per subcommand, each with clap `Args` and `run(home, args) -> anyhow::Result<()>`.
 
 pub mod ask;
+pub mod bench;
+pub mod bench_train;
 pub mod datasets;
+pub mod estimate;
 pub mod fetch;
 pub mod fetch_model;
 pub mod index;
+pub mod train;

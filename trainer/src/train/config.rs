@@ -195,6 +195,11 @@ impl TrainConfig {
         if self.data.tasks.is_empty() {
             return invalid("data.tasks", "[]".into(), "name at least one task");
         }
+        for task in &self.data.tasks {
+            if let Err(error) = task.parse::<datasets::Task>() {
+                return invalid("data.tasks", format!("{task:?}"), &error.to_string());
+            }
+        }
         if self.data.max_seq_len < 2 {
             return invalid("data.max_seq_len", self.data.max_seq_len.to_string(), "must be at least 2");
         }

@@ -1,0 +1,181 @@
+//! Fused int8 (LLM.int8 `CB`, `SCB`) kernels over weight rows: dot products, axpy updates, f32 decoding.
+//!
+//! Row `o` dequantizes to `cb[o, k] * scb[o] / 127` (`int8_vectorwise_dequant`). The dot and
+//! axpy kernels fold the row scale into one factor (`scb * 7.874e-3`) applied once per row;
+//! [`Int8Rows::decode_row`] keeps the reference's two roundings so panels equal it bit for bit.
+
+use std::ops::Range;
+
+use super::isa::{CheckedIsa, Isa};
+use crate::int8::INT8_DEQUANT_SCALE;
+
+/// Row-major int8 codes `[out_features, in_features]` with their per-row absmax.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Int8Rows<'a> {
+    cb: &'a [i8],
+    scb: &'a [f32],
+    in_features: usize,
+}
+
+impl<'a> Int8Rows<'a> {
+    pub(crate) fn new(cb: &'a [i8], scb: &'a [f32], in_features: usize) -> Self {
+        Int8Rows { cb, scb, in_features }
+    }
+
+    fn row(&self, row: usize) -> (&'a [i8], f32) {
+        (&self.cb[row * self.in_features..(row + 1) * self.in_features], self.scb[row])
+    }
+
+    /// `sum_k deq(W)[row, k] * x_t[k]` for each of `T` activation rows (natural order).
+    pub(crate) fn dot_row<const T: usize>(&self, isa: CheckedIsa, row: usize, x: [&[f32]; T]) -> [f32; T] {
+        let (codes, row_absmax) = self.row(row);
+        assert!(x.iter().all(|x| x.len() == self.in_features), "int8 dot: activation length");
+        let sums = match isa.isa() {
+            // SAFETY: `CheckedIsa` guarantees AVX-512F; `codes` and every `x` hold `in_features`
+            // values and the kernel reads no further.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::dot_row_avx512(codes, x) },
+            // SAFETY: as above, with AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::dot_row_avx2(codes, x) },
+            _ => dot_row_scalar(codes, x),
+        };
+        sums.map(|sum| sum * (row_absmax * INT8_DEQUANT_SCALE))
+    }
+
+    /// `out_t[c] += coefs[t] * deq(W)[row, cols.start + c]`; `out` holds the rows `out_stride` apart.
+    pub(crate) fn axpy_row(
+        &self,
+        isa: CheckedIsa,
+        row: usize,
+        cols: Range<usize>,
+        coefs: &[f32],
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        let (codes, row_absmax) = self.row(row);
+        let codes = &codes[cols];
+        let factor = row_absmax * INT8_DEQUANT_SCALE;
+        for (token, &coef) in coefs.iter().enumerate() {
+            let target = &mut out[token * out_stride..token * out_stride + codes.len()];
+            match isa.isa() {
+                // SAFETY: `CheckedIsa` guarantees AVX-512F; the body only indexes checked slices.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { x86::axpy_avx512(codes, coef * factor, target) },
+                // SAFETY: as above, with AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { x86::axpy_avx2(codes, coef * factor, target) },
+                _ => axpy(codes, coef * factor, target),
+            }
+        }
+    }
+
+    /// `out[c] = (cb * scb) * 7.874e-3`, bitwise equal to [`crate::Int8Weight::dequantize`].
+    pub(crate) fn decode_row(&self, isa: CheckedIsa, row: usize, cols: Range<usize>, out: &mut [f32]) {
+        let (codes, row_absmax) = self.row(row);
+        let codes = &codes[cols];
+        let target = &mut out[..codes.len()];
+        match isa.isa() {
+            // SAFETY: `CheckedIsa` guarantees AVX-512F; the body only indexes checked slices.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { x86::decode_avx512(codes, row_absmax, target) },
+            // SAFETY: as above, with AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::decode_avx2(codes, row_absmax, target) },
+            _ => decode(codes, row_absmax, target),
+        }
+    }
+}
+
+fn dot_row_scalar<const T: usize>(codes: &[i8], x: [&[f32]; T]) -> [f32; T] {
+    std::array::from_fn(|token| codes.iter().zip(x[token]).map(|(&code, &x)| f32::from(code) * x).sum())
+}
+
+/// Plain loops that the compiler vectorises for whichever target features the caller enables.
+#[inline(always)]
+fn axpy(codes: &[i8], factor: f32, out: &mut [f32]) {
+    for (out, &code) in out.iter_mut().zip(codes) {
+        *out += factor * f32::from(code);
+    }
+}
+
+#[inline(always)]
+fn decode(codes: &[i8], row_absmax: f32, out: &mut [f32]) {
+    for (out, &code) in out.iter_mut().zip(codes) {
+        *out = (f32::from(code) * row_absmax) * INT8_DEQUANT_SCALE;
+    }
+}
+
+// The AVX-512 intrinsics are stable since Rust 1.89, which this module (and so the crate) needs.
+#[cfg(target_arch = "x86_64")]
+#[clippy::msrv = "1.89"]
+mod x86 {
+    //! AVX-512 and AVX2 versions; callers check the CPU features and the slice extents.
+
+    use std::arch::x86_64::*;
+
+    use crate::fast::isa::horizontal_sum_avx2;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_row_avx512<const T: usize>(codes: &[i8], x: [&[f32]; T]) -> [f32; T] {
+        const LANES: usize = 16;
+        let n_vectors = codes.len() / LANES;
+        let mut acc = [[_mm512_setzero_ps(); T]; 2];
+        for vector in 0..n_vectors {
+            let bytes = _mm_loadu_si128(codes.as_ptr().add(vector * LANES).cast());
+            let weights = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+            // Two accumulators per row hide the FMA latency.
+            let acc = &mut acc[vector % 2];
+            for token in 0..T {
+                let x_vector = _mm512_loadu_ps(x[token].as_ptr().add(vector * LANES));
+                acc[token] = _mm512_fmadd_ps(weights, x_vector, acc[token]);
+            }
+        }
+        let tail = n_vectors * LANES;
+        std::array::from_fn(|token| {
+            let vector_sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][token], acc[1][token]));
+            vector_sum + super::dot_row_scalar(&codes[tail..], [&x[token][tail..]])[0]
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_row_avx2<const T: usize>(codes: &[i8], x: [&[f32]; T]) -> [f32; T] {
+        const LANES: usize = 8;
+        let n_vectors = codes.len() / LANES;
+        let mut acc = [[_mm256_setzero_ps(); T]; 2];
+        for vector in 0..n_vectors {
+            let bytes = _mm_loadl_epi64(codes.as_ptr().add(vector * LANES).cast());
+            let weights = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+            let acc = &mut acc[vector % 2];
+            for token in 0..T {
+                let x_vector = _mm256_loadu_ps(x[token].as_ptr().add(vector * LANES));
+                acc[token] = _mm256_fmadd_ps(weights, x_vector, acc[token]);
+            }
+        }
+        let tail = n_vectors * LANES;
+        std::array::from_fn(|token| {
+            let vector_sum = horizontal_sum_avx2(_mm256_add_ps(acc[0][token], acc[1][token]));
+            vector_sum + super::dot_row_scalar(&codes[tail..], [&x[token][tail..]])[0]
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn axpy_avx512(codes: &[i8], factor: f32, out: &mut [f32]) {
+        super::axpy(codes, factor, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy_avx2(codes: &[i8], factor: f32, out: &mut [f32]) {
+        super::axpy(codes, factor, out);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn decode_avx512(codes: &[i8], row_absmax: f32, out: &mut [f32]) {
+        super::decode(codes, row_absmax, out);
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn decode_avx2(codes: &[i8], row_absmax: f32, out: &mut [f32]) {
+        super::decode(codes, row_absmax, out);
+    }
+}

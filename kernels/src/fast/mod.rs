@@ -1,0 +1,250 @@
+//! Fast f32 paths of `QuantLinear`: fused dequantize-and-dot for a few rows, tiled dequantization
+//! into a SIMD GEMM (the `gemm` crate) for many; both checked against the scalar reference.
+//!
+//! Neither keeps a dequantized copy of the weight beyond one call: the fused kernels read the
+//! packed codes directly, the tiled path decodes one L2-sized panel at a time. The per-call
+//! preparation is only the 4-bit block absmax (1/blocksize of the weight, decoded once when it is
+//! double-quantized). Results differ from [`crate::quant_linear::product_reference`] only by
+//! summation order.
+
+mod four_bit_rows;
+mod gemv;
+mod int8_rows;
+pub mod isa;
+mod tiled;
+
+use std::ops::Range;
+
+use crate::error::{Error, Result};
+use crate::four_bit::FourBitTensor;
+use crate::quant_linear::{Direction, QuantWeight};
+use four_bit_rows::FourBitRows;
+use int8_rows::Int8Rows;
+use isa::CheckedIsa;
+pub use isa::Isa;
+
+/// Below this many activation rows the fused forward kernel beats panels + GEMM (measured with
+/// `finagent bench matmul --path fused|tiled` at SmolLM2's shapes: even at 8 rows, tiled at 16).
+pub const FUSED_FORWARD_MAX_ROWS: usize = 16;
+/// The same for the backward (axpy) kernel, which stores to memory and so gives way sooner.
+pub const FUSED_BACKWARD_MAX_ROWS: usize = 4;
+
+/// Which algorithm computes the product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductPath {
+    /// Fused kernels below [`FUSED_FORWARD_MAX_ROWS`] / [`FUSED_BACKWARD_MAX_ROWS`] rows (when
+    /// the layout allows), tiles above.
+    Auto,
+    /// Fused dequantize-and-dot; weights whose rows do not start on a 4-bit block fall back to tiles.
+    Fused,
+    /// Panels decoded to f32 and multiplied by the `gemm` crate.
+    Tiled,
+}
+
+/// How [`product`] runs; the default picks the path by row count and the widest SIMD the CPU has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductConfig {
+    pub path: ProductPath,
+    /// Downgraded to `Scalar` if the CPU lacks it.
+    pub isa: Isa,
+    /// Upper bound on one decoded f32 panel of the tiled path (per call, not kept).
+    pub panel_bytes: usize,
+}
+
+/// Panels of this size stay in L2 and keep the GEMM calls large (measured in `benches/matmul.rs`).
+pub const DEFAULT_PANEL_BYTES: usize = 512 * 1024;
+
+impl Default for ProductConfig {
+    fn default() -> Self {
+        ProductConfig { path: ProductPath::Auto, isa: Isa::detect(), panel_bytes: DEFAULT_PANEL_BYTES }
+    }
+}
+
+/// `Forward`: `[rows, in] -> [rows, out]` (`x · W^T`); `Backward`: `[rows, out] -> [rows, in]`
+/// (`g · W`), row-major, with `W` the dequantized weight.
+pub fn product(
+    weight: &QuantWeight,
+    direction: Direction,
+    input: &[f32],
+    rows: usize,
+    config: &ProductConfig,
+) -> Result<Vec<f32>> {
+    let (out_features, in_features) = weight.matrix_dims()?;
+    let input_features = match direction {
+        Direction::Forward => in_features,
+        Direction::Backward => out_features,
+    };
+    if rows.checked_mul(input_features) != Some(input.len()) {
+        return Err(Error::ShapeMismatch {
+            what: "quant linear input",
+            shape: vec![rows, input_features],
+            expected: rows.saturating_mul(input_features),
+            actual: input.len(),
+        });
+    }
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    let absmax = match weight {
+        QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
+        QuantWeight::Int8(_) => Vec::new(),
+    };
+    let view = WeightView::new(weight, &absmax, (out_features, in_features));
+    let isa = config.isa.checked();
+    let fused_max_rows = match direction {
+        Direction::Forward => FUSED_FORWARD_MAX_ROWS,
+        Direction::Backward => FUSED_BACKWARD_MAX_ROWS,
+    };
+    let fused = match config.path {
+        ProductPath::Auto if rows < fused_max_rows => view.fused(),
+        ProductPath::Fused => view.fused(),
+        ProductPath::Auto | ProductPath::Tiled => None,
+    };
+    Ok(match (fused, direction) {
+        (Some(kernel), Direction::Forward) => gemv::forward(kernel, isa, input, rows, view.dims()),
+        (Some(kernel), Direction::Backward) => gemv::backward(kernel, isa, input, rows, view.dims()),
+        (None, Direction::Forward) => tiled::forward(&view, isa, input, rows, config.panel_bytes),
+        (None, Direction::Backward) => tiled::backward(&view, isa, input, rows, config.panel_bytes),
+    })
+}
+
+/// Decodes rows `rows` and columns `cols` of the dequantized weight into a row-major panel
+/// `[rows.len(), cols.len()]`, bitwise equal to [`QuantWeight::dequantize`] on that window.
+/// Columns must be multiples of 32 (or end at `in_features`) for 4-bit weights with aligned rows.
+pub fn decode_panel(
+    weight: &QuantWeight,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    isa: Isa,
+    panel: &mut [f32],
+) -> Result<()> {
+    let dims = weight.matrix_dims()?;
+    if rows.end > dims.0 || cols.end > dims.1 || panel.len() < rows.len() * cols.len() {
+        return Err(Error::DimensionMismatch {
+            what: "decode panel",
+            left: format!("rows {rows:?} cols {cols:?} into {} values", panel.len()),
+            right: format!("weight {dims:?}"),
+        });
+    }
+    let absmax = match weight {
+        QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
+        QuantWeight::Int8(_) => Vec::new(),
+    };
+    let view = WeightView::new(weight, &absmax, dims);
+    let width = cols.len();
+    for (row, out) in rows.zip(panel.chunks_exact_mut(width.max(1))) {
+        view.decode_row(isa.checked(), row, cols.clone(), out);
+    }
+    Ok(())
+}
+
+/// A weight the fused kernels can read row by row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FusedRows<'a> {
+    FourBit(FourBitRows<'a>),
+    Int8(Int8Rows<'a>),
+}
+
+impl FusedRows<'_> {
+    fn dot_row<const T: usize>(&self, isa: CheckedIsa, row: usize, x: [&[f32]; T]) -> [f32; T] {
+        match self {
+            FusedRows::FourBit(rows) => rows.dot_row(isa, row, x),
+            FusedRows::Int8(rows) => rows.dot_row(isa, row, x),
+        }
+    }
+
+    fn axpy_row(
+        &self,
+        isa: CheckedIsa,
+        row: usize,
+        cols: Range<usize>,
+        coefs: &[f32],
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        match self {
+            FusedRows::FourBit(rows) => rows.axpy_row(isa, row, cols, coefs, out, out_stride),
+            FusedRows::Int8(rows) => rows.axpy_row(isa, row, cols, coefs, out, out_stride),
+        }
+    }
+
+    /// Whether activations go in and results come out in 4-bit split order.
+    fn split_order(&self) -> bool {
+        matches!(self, FusedRows::FourBit(_))
+    }
+}
+
+/// A quantized weight with its per-call decoded statistics.
+pub(crate) struct WeightView<'a> {
+    layout: Layout<'a>,
+    out_features: usize,
+    in_features: usize,
+}
+
+enum Layout<'a> {
+    Fused(FusedRows<'a>),
+    /// 4-bit rows that do not start on a block: decoded element by element.
+    FourBitAnyShape {
+        tensor: &'a FourBitTensor,
+        absmax: &'a [f32],
+    },
+}
+
+impl<'a> WeightView<'a> {
+    fn new(weight: &'a QuantWeight, absmax: &'a [f32], (out_features, in_features): (usize, usize)) -> Self {
+        let layout = match weight {
+            QuantWeight::FourBit(tensor) => {
+                match FourBitRows::new(
+                    tensor.codes(),
+                    absmax,
+                    tensor.format().code(),
+                    tensor.blocksize(),
+                    (out_features, in_features),
+                ) {
+                    Some(rows) => Layout::Fused(FusedRows::FourBit(rows)),
+                    None => Layout::FourBitAnyShape { tensor, absmax },
+                }
+            }
+            QuantWeight::Int8(weight) => {
+                Layout::Fused(FusedRows::Int8(Int8Rows::new(weight.cb(), weight.scb(), in_features)))
+            }
+        };
+        WeightView { layout, out_features, in_features }
+    }
+
+    fn fused(&self) -> Option<FusedRows<'a>> {
+        match self.layout {
+            Layout::Fused(rows) => Some(rows),
+            Layout::FourBitAnyShape { .. } => None,
+        }
+    }
+
+    fn dims(&self) -> (usize, usize) {
+        (self.out_features, self.in_features)
+    }
+
+    /// Columns that a panel may start or end at: chunk boundaries for aligned 4-bit rows.
+    fn column_step(&self) -> usize {
+        match self.layout {
+            Layout::Fused(FusedRows::FourBit(_)) => four_bit_rows::CHUNK,
+            _ => 1,
+        }
+    }
+
+    fn decode_row(&self, isa: CheckedIsa, row: usize, cols: Range<usize>, out: &mut [f32]) {
+        match &self.layout {
+            Layout::Fused(FusedRows::FourBit(rows)) => rows.decode_row(isa, row, cols, out),
+            Layout::Fused(FusedRows::Int8(rows)) => rows.decode_row(isa, row, cols, out),
+            Layout::FourBitAnyShape { tensor, absmax } => {
+                let code = tensor.format().code();
+                let (codes, blocksize) = (tensor.codes(), tensor.blocksize());
+                let first = row * self.in_features;
+                for (out, element_idx) in out.iter_mut().zip(first + cols.start..first + cols.end) {
+                    let byte = codes[element_idx / 2];
+                    let code_idx = if element_idx % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+                    *out = code[usize::from(code_idx)] * absmax[element_idx / blocksize];
+                }
+            }
+        }
+    }
+}

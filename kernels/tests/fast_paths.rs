@@ -1,0 +1,205 @@
+//! The fast f32 paths of `QuantLinear` (fused kernels, tiled GEMM, every SIMD level this CPU has)
+//! against the scalar reference `product_reference`, on aligned, odd and tail shapes.
+//!
+//! The fast paths sum in another order than the reference, so results are compared per element
+//! with a tolerance relative to the magnitude of the terms: `|fast - ref| <= 1e-5 * sum_k |x_k w_k|`
+//! (f32 rounding of a k-term dot product is at most about `k * 6e-8` of that sum and, with random
+//! signs, far less). A wrong index, a dropped tail or a misplaced nibble is off by a whole term.
+
+use candle_core::{Device, Module, Tensor, Var};
+use kernels::fast::{decode_panel, product, ProductConfig, ProductPath};
+use kernels::{
+    product_reference, Direction, FourBitConfig, FourBitFormat, FourBitTensor, Int8Weight, Isa, QuantInput,
+    QuantLinear, QuantWeight,
+};
+
+const ROW_COUNTS: [usize; 6] = [1, 3, 5, 15, 17, 256];
+
+/// Deterministic values in [-amplitude, amplitude).
+fn pseudo_random(n_values: usize, seed: u64, amplitude: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    (0..n_values)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amplitude
+        })
+        .collect()
+}
+
+/// Named weights `[out, in]`: 4-bit rows aligned to blocks (fused kernels) and not (element-wise
+/// decoding, rows starting mid-byte), FP4 with blocks of 32, int8 with widths that leave SIMD tails.
+fn weights() -> Vec<(String, QuantWeight)> {
+    let nf4 = FourBitConfig::default();
+    let nf4_plain_128 = FourBitConfig { blocksize: 128, double_quant: false, ..nf4 };
+    let fp4_32 = FourBitConfig { format: FourBitFormat::Fp4, blocksize: 32, double_quant: false };
+    let four_bit = [
+        (192, 576, nf4),
+        (48, 128, nf4_plain_128),
+        (37, 96, fp4_32),
+        (33, 70, nf4),    // in not a multiple of 64: blocks straddle rows
+        (17, 33, fp4_32), // odd in: rows start on a low nibble
+        (20, 4160, nf4),  // wider than one panel
+    ];
+    let mut named = Vec::new();
+    for (seed, (out_features, in_features, config)) in four_bit.into_iter().enumerate() {
+        let dense = pseudo_random(out_features * in_features, seed as u64 + 10, 0.2);
+        let tensor = FourBitTensor::quantize(&dense, &[out_features, in_features], &config).expect("4-bit");
+        let name = format!(
+            "{:?}/{}{} {out_features}x{in_features}",
+            config.format,
+            config.blocksize,
+            if config.double_quant { "dq" } else { "" }
+        );
+        named.push((name, QuantWeight::FourBit(tensor)));
+    }
+    for (seed, (out_features, in_features)) in
+        [(192, 576), (20, 70), (9, 7), (20, 4170)].into_iter().enumerate()
+    {
+        let dense = pseudo_random(out_features * in_features, seed as u64 + 30, 0.2);
+        let weight = Int8Weight::quantize(&dense, out_features, in_features, QuantInput::AsIs).expect("int8");
+        named.push((format!("int8 {out_features}x{in_features}"), QuantWeight::Int8(weight)));
+    }
+    named
+}
+
+/// Every path and SIMD level, plus a tiny panel budget that forces many tiles.
+fn configs() -> Vec<ProductConfig> {
+    let mut configs = Vec::new();
+    for isa in Isa::available() {
+        for path in [ProductPath::Auto, ProductPath::Fused, ProductPath::Tiled] {
+            configs.push(ProductConfig { path, isa, ..ProductConfig::default() });
+        }
+        configs.push(ProductConfig { path: ProductPath::Tiled, isa, panel_bytes: 4096 });
+    }
+    configs
+}
+
+/// Asserts `fast` equals the reference within the magnitude-relative tolerance.
+fn assert_close(fast: &[f32], reference: &[f32], magnitudes: &[f32], what: &str) {
+    assert_eq!(fast.len(), reference.len(), "{what}: length");
+    for (idx, ((&fast, &reference), &magnitude)) in fast.iter().zip(reference).zip(magnitudes).enumerate() {
+        let tolerance = 1e-5 * magnitude;
+        assert!(
+            (fast - reference).abs() <= tolerance,
+            "{what}: element {idx}: {fast} vs reference {reference} (tolerance {tolerance})"
+        );
+    }
+}
+
+/// `sum_k |x_k| |w_k|` for every output element: the scale of its rounding error.
+fn magnitudes(weight: &QuantWeight, direction: Direction, input: &[f32], rows: usize) -> Vec<f32> {
+    let (out_features, in_features) = weight.matrix_dims().expect("dims");
+    let dense = weight.dequantize();
+    let (input_features, output_features) = match direction {
+        Direction::Forward => (in_features, out_features),
+        Direction::Backward => (out_features, in_features),
+    };
+    let mut sums = vec![0.0f32; rows * output_features];
+    for row in 0..rows {
+        for out_idx in 0..output_features {
+            sums[row * output_features + out_idx] = (0..input_features)
+                .map(|in_idx| {
+                    let w = match direction {
+                        Direction::Forward => dense[out_idx * in_features + in_idx],
+                        Direction::Backward => dense[in_idx * in_features + out_idx],
+                    };
+                    (input[row * input_features + in_idx] * w).abs()
+                })
+                .sum();
+        }
+    }
+    sums
+}
+
+fn check_direction(name: &str, weight: &QuantWeight, direction: Direction, rows: usize) {
+    let (out_features, in_features) = weight.matrix_dims().expect("dims");
+    let input_features = if direction == Direction::Forward { in_features } else { out_features };
+    let input = pseudo_random(rows * input_features, rows as u64, 1.0);
+    let reference = product_reference(weight, direction, &input, rows).expect("reference");
+    let magnitudes = magnitudes(weight, direction, &input, rows);
+    for config in configs() {
+        let fast = product(weight, direction, &input, rows, &config).expect("fast product");
+        let what = format!("{name} {direction:?} rows {rows} {:?} {}", config.path, config.isa.name());
+        assert_close(&fast, &reference, &magnitudes, &what);
+    }
+}
+
+#[test]
+fn forward_equals_reference_on_every_path() {
+    for (name, weight) in weights() {
+        for rows in ROW_COUNTS {
+            check_direction(&name, &weight, Direction::Forward, rows);
+        }
+    }
+}
+
+#[test]
+fn backward_equals_reference_on_every_path() {
+    for (name, weight) in weights() {
+        for rows in ROW_COUNTS {
+            check_direction(&name, &weight, Direction::Backward, rows);
+        }
+    }
+}
+
+#[test]
+fn panels_decode_bitwise_equal_to_dequantize() {
+    for (name, weight) in weights() {
+        let (out_features, in_features) = weight.matrix_dims().expect("dims");
+        let dense = weight.dequantize();
+        // A window off the origin whose columns start and end on 32-element chunks when possible.
+        let cols = if in_features >= 96 { 32..in_features - in_features % 32 } else { 1..in_features };
+        let rows = 1..out_features;
+        for isa in Isa::available() {
+            let mut panel = vec![f32::NAN; rows.len() * cols.len()];
+            decode_panel(&weight, rows.clone(), cols.clone(), isa, &mut panel).expect("decode");
+            for (panel_row, row) in panel.chunks_exact(cols.len()).zip(rows.clone()) {
+                let expected = &dense[row * in_features + cols.start..row * in_features + cols.end];
+                let same = panel_row.iter().zip(expected).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{name} {}: row {row} differs", isa.name());
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_input_lengths_are_errors_and_zero_rows_are_empty() {
+    let (name, weight) = weights().swap_remove(0);
+    let err = product(&weight, Direction::Forward, &[0.0; 575], 1, &ProductConfig::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "quant linear input: shape [1, 576] holds 576 elements but 575 were given",
+        "{name}"
+    );
+    let empty = product(&weight, Direction::Backward, &[], 0, &ProductConfig::default()).expect("no rows");
+    assert!(empty.is_empty());
+    assert!(decode_panel(&weight, 0..193, 0..32, Isa::Scalar, &mut [0.0; 193 * 32]).is_err());
+}
+
+/// The candle op (f32, so the fast paths) and its gradient at a training-sized batch.
+#[test]
+fn quant_linear_f32_forward_and_backward_use_the_fast_paths_correctly() {
+    let (name, weight) = weights().swap_remove(0);
+    let (out_features, in_features) = weight.matrix_dims().expect("dims");
+    let rows = 2 * 64;
+    let x_values = pseudo_random(rows * in_features, 5, 1.0);
+    let x =
+        Var::from_tensor(&Tensor::from_vec(x_values.clone(), (2, 64, in_features), &Device::Cpu).expect("x"))
+            .expect("var");
+    let layer = QuantLinear::new(weight.clone(), None).expect("layer");
+    let y = layer.forward(x.as_tensor()).expect("forward");
+    let y_values = y.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("y");
+    let reference = product_reference(&weight, Direction::Forward, &x_values, rows).expect("reference");
+    let max_diff = y_values.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff <= 1e-4, "{name}: forward differs by {max_diff}");
+
+    // d sum(probe * y) / dx = probe · W.
+    let probe_values = pseudo_random(rows * out_features, 6, 1.0);
+    let probe = Tensor::from_vec(probe_values.clone(), (2, 64, out_features), &Device::Cpu).expect("probe");
+    let grads = (y * probe).and_then(|p| p.sum_all()).and_then(|l| l.backward()).expect("backward");
+    let grad_x = grads.get(x.as_tensor()).expect("grad x");
+    let grad_values = grad_x.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("grad");
+    let reference = product_reference(&weight, Direction::Backward, &probe_values, rows).expect("reference");
+    let max_diff = grad_values.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff <= 1e-4, "{name}: gradient differs by {max_diff}");
+}

@@ -1,0 +1,116 @@
+//! `finagent train` end to end on the default model: a run killed with SIGKILL and resumed ends
+//! with the same adapter bytes as an uninterrupted run, and bad configurations are clear errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{binary, finagent, model, shared, stderr, stdout};
+
+/// A short FPB run on the f32 base: 6 steps of 2 examples, a checkpoint every 2 steps.
+fn train_args<'a>(out: &'a str, model: &'a str) -> Vec<&'a str> {
+    vec![
+        "train", "--out", out, "--model", model, "--bits", "32", "--tasks", "fpb", "--steps", "6", "--quiet",
+        "--set", "micro_batch=2", "--set", "checkpoint_every=2", "--set", "eval_every=3",
+        "--set", "data.validation_examples=4", "--set", "data.max_seq_len=96", "--set", "lora.rank=4",
+    ]
+}
+
+fn data_env(shared: &Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    vec![("FINAGENT_DATA", shared.join("data"))]
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_adapter_bytes() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let env = data_env(&shared);
+    let env: Vec<(&str, &Path)> = env.iter().map(|(key, value)| (*key, value.as_path())).collect();
+    let model = model.to_str().unwrap().to_string();
+
+    let whole = home.path().join("whole");
+    let output = finagent(home.path(), &train_args(whole.to_str().unwrap(), &model), &env);
+    assert!(output.status.success(), "uninterrupted run failed: {}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["steps"], 6);
+    assert!(summary["final_loss"].as_f64().is_some_and(f64::is_finite));
+    for file in ["adapter/adapter_model.safetensors", "adapter/adapter_config.json", "config.toml", "mixture.json", "metrics.jsonl", "loss.svg"] {
+        assert!(whole.join(file).is_file(), "{file} missing from the run directory");
+    }
+
+    // Kill the second run as soon as its step-4 checkpoint is in place, then resume it.
+    let parts = home.path().join("parts");
+    let mut child = Command::new(binary())
+        .args(train_args(parts.to_str().unwrap(), &model))
+        .env("FINAGENT_HOME", home.path())
+        .env("FINAGENT_DATA", shared.join("data"))
+        .env_remove("FINAGENT_MODEL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = parts.join("checkpoints/latest");
+    let started = Instant::now();
+    loop {
+        if std::fs::read_to_string(&latest).is_ok_and(|name| name.trim() == "step-0000004") {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before its step-4 checkpoint");
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "no step-4 checkpoint after 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+
+    let mut resume = train_args(parts.to_str().unwrap(), &model);
+    resume.push("--resume");
+    let output = finagent(home.path(), &resume, &env);
+    assert!(output.status.success(), "resumed run failed: {}", stderr(&output));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(summary["resumed_from"], 4);
+    let expected = std::fs::read(whole.join("adapter/adapter_model.safetensors")).unwrap();
+    let actual = std::fs::read(parts.join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(expected == actual, "the resumed adapter differs from the uninterrupted one");
+    let lines = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 6, "metrics.jsonl should hold each step once:\n{lines}");
+
+    // Without --resume, an existing run is not overwritten.
+    let output = finagent(home.path(), &train_args(parts.to_str().unwrap(), &model), &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
+}
+
+#[test]
+fn bad_configurations_are_named() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().unwrap();
+    let env = data_env(&shared);
+    let env: Vec<(&str, &Path)> = env.iter().map(|(key, value)| (*key, value.as_path())).collect();
+    let out = home.path().join("run");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--set", "lora.rnak=4"], "rnak"),
+        (&["--tasks", "fbp"], "fbp"),
+        (&["--bits", "3"], "3"),
+        (&["--set", "optim.optimizer=sgd"], "sgd"),
+        (&["--set", "steps=0"], "steps"),
+    ];
+    for (extra, named) in cases {
+        let mut args = vec!["train", "--out", out, "--model", "/nonexistent.gguf"];
+        args.extend_from_slice(extra);
+        let output = finagent(home.path(), &args, &env);
+        assert!(!output.status.success(), "{extra:?} was accepted");
+        let message = stderr(&output);
+        assert!(message.contains(named), "{extra:?}: message does not name {named:?}: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+    let config = home.path().join("bad.toml");
+    std::fs::write(&config, "steps = \"many\"\n").unwrap();
+    let output = finagent(home.path(), &["train", "--out", out, "--config", config.to_str().unwrap()], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("bad.toml"), "{}", stderr(&output));
+}
