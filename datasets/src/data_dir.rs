@@ -64,6 +64,8 @@ impl DataDir {
         let relative = match (task, split) {
             (Task::Nwgi, Split::Test) => "nwgi/test.jsonl",
             (Task::Nwgi, _) => return Err(missing()),
+            // Made by `generate` from filings; the shared data has no such files.
+            (Task::FinerTagging | Task::FinerBatched, _) => return Err(missing()),
             (Task::XbrlTags | Task::XbrlValues, Split::Train | Split::Validation) => return Err(missing()),
             (Task::XbrlFormulaConstruction, Split::TestWithContext) => return Err(missing()),
             (Task::XbrlTags, Split::TestWithContext) => {

@@ -22,6 +22,10 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// An inline XBRL document whose running text cannot be walked (not UTF-8, malformed XML).
+    #[error("cannot read the text of {}: {message}", path.display())]
+    Html { path: PathBuf, message: String },
+
     /// A filing that the xbrl crate could not read.
     #[error(transparent)]
     Xbrl(#[from] xbrl::Error),

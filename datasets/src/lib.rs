@@ -2,18 +2,22 @@
 //!
 //! Knows filings and tasks, never tensors. [`Task`] is the registry; [`DataDir::load`] reads a
 //! task's split into [`Example`]s; [`normalize`] scores model output the way FinLoRA does or
-//! strictly; [`Mixture`] samples a multi-task training set.
+//! strictly; [`Mixture`] samples a multi-task training set. [`generate`] makes XBRL and FiNER
+//! questions from filings; [`retrieval`] is the fact ranking the agent and retrieval-mode
+//! generation share.
 
 pub mod csv;
 mod data_dir;
 mod error;
 mod example;
+pub mod finer_prompt;
 pub mod generate;
 mod loaders;
 pub mod metrics;
 mod mixture;
 pub mod normalize;
 mod prng;
+pub mod retrieval;
 mod rows;
 mod split;
 mod task;

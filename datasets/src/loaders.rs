@@ -116,6 +116,8 @@ pub(crate) fn convert_row(row: &Row, context: &RowContext) -> Result<Option<Exam
         Task::XbrlTags | Task::XbrlValues | Task::XbrlFormulaConstruction | Task::XbrlFormulaCalculation => {
             return convert_xbrl_row(row, context, extra);
         }
+        // Generated from filings only: `{context, target}` rows like FinLoRA's test files.
+        Task::FinerTagging | Task::FinerBatched => return convert_context_row(row, context),
     };
     let prompt = finlora_prompt(&instruction, &input);
     Ok(Some(Example {
@@ -141,9 +143,13 @@ pub(crate) fn convert_context_row(row: &Row, context: &RowContext) -> Result<Opt
         None => (String::new(), String::new()),
     };
     let mut extra = BTreeMap::new();
-    keep(row, &mut extra, &["doc_path"]);
+    keep(row, &mut extra, &["doc_path", "ticker", "fiscal_year"]);
     let group = extra.get("doc_path").cloned().unwrap_or_else(|| prompt.clone());
-    let label = context.task.labels(context.nwgi).map(|_| target.clone());
+    // A single FiNER question's answer is its class, as for the finer task.
+    let label = match context.task {
+        Task::FinerTagging => Some(target.clone()),
+        task => task.labels(context.nwgi).map(|_| target.clone()),
+    };
     Ok(Some(Example {
         id: row_id(row, context),
         task: context.task,

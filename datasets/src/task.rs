@@ -19,6 +19,10 @@ pub enum Task {
     Headline,
     Ner,
     Finer,
+    /// FiNER questions made from the running text of inline XBRL filings, one entity per prompt.
+    FinerTagging,
+    /// The same questions in FinLoRA's batched form: four per prompt, answers comma-joined.
+    FinerBatched,
     XbrlTags,
     XbrlValues,
     XbrlFormulaConstruction,
@@ -127,7 +131,7 @@ fn polarity(label: &'static str) -> &'static str {
 }
 
 impl Task {
-    pub const ALL: [Task; 11] = [
+    pub const ALL: [Task; 13] = [
         Task::Fpb,
         Task::FiqaSa,
         Task::Tfns,
@@ -135,6 +139,8 @@ impl Task {
         Task::Headline,
         Task::Ner,
         Task::Finer,
+        Task::FinerTagging,
+        Task::FinerBatched,
         Task::XbrlTags,
         Task::XbrlValues,
         Task::XbrlFormulaConstruction,
@@ -150,6 +156,8 @@ impl Task {
             Task::Headline => "headline",
             Task::Ner => "ner",
             Task::Finer => "finer",
+            Task::FinerTagging => "finer_tagging",
+            Task::FinerBatched => "finer_batched",
             Task::XbrlTags => "xbrl_tags",
             Task::XbrlValues => "xbrl_values",
             Task::XbrlFormulaConstruction => "xbrl_formula_construction",
@@ -162,7 +170,7 @@ impl Task {
             Task::Fpb | Task::FiqaSa | Task::Tfns | Task::Nwgi => TaskKind::Sentiment,
             Task::Headline => TaskKind::YesNo,
             Task::Ner => TaskKind::EntityType,
-            Task::Finer => TaskKind::Tagging,
+            Task::Finer | Task::FinerTagging | Task::FinerBatched => TaskKind::Tagging,
             Task::XbrlTags
             | Task::XbrlValues
             | Task::XbrlFormulaConstruction
@@ -182,8 +190,8 @@ impl Task {
         }
     }
 
-    /// The instruction when it is the same for every row; headline, ner and the xbrl tasks carry
-    /// theirs per row, FiQA picks by the row's format ([`fiqa_instruction`]).
+    /// The instruction when it is the same for every row; headline, ner, the xbrl tasks and the
+    /// FiNER tasks carry theirs per row (generated ones from [`crate::finer_prompt`]), FiQA picks by the row's format ([`fiqa_instruction`]).
     pub fn fixed_instruction(self, nwgi: NwgiMapping) -> Option<&'static str> {
         match self {
             Task::Fpb => Some(NEWS_SENTIMENT_INSTRUCTION),
@@ -199,7 +207,7 @@ impl Task {
             Task::Fpb | Task::FiqaSa | Task::Tfns | Task::Nwgi | Task::Headline | Task::Ner => 10,
             Task::XbrlTags | Task::XbrlValues => 20,
             Task::XbrlFormulaConstruction | Task::XbrlFormulaCalculation => 30,
-            Task::Finer => 100,
+            Task::Finer | Task::FinerTagging | Task::FinerBatched => 100,
         }
     }
 

@@ -14,6 +14,9 @@ pub enum XbrlQuestionKind {
     Tag,
     /// "What is the value of ..." -> the value as filed.
     Value,
+    /// "What is the formula for ... formatted with the relevant US GAAP XBRL tags" ->
+    /// `(us-gaap:A / us-gaap:B) * 100`.
+    FormulaConstruction,
     /// "Can you provide the formula for ..." -> `(a / b) * 100` with values substituted.
     FormulaCalculation,
 }
@@ -29,6 +32,11 @@ impl XbrlQuestionKind {
             XbrlQuestionKind::Value => (
                 "What is the value of Exapmle company's income for the Fiscal year ending in FY 2020?",
                 "2540000000",
+            ),
+            // FinLoRA's (wangd12/XBRL_extraction) example, its missing parenthesis included.
+            XbrlQuestionKind::FormulaConstruction => (
+                "What is the formula for the Gross Profit Margin of Example Inc, formatted with the relevant US GAAP XBRL tags",
+                "us-gaap:ExampleTag / us-gaap:AnotherExampleTag) * 100",
             ),
             XbrlQuestionKind::FormulaCalculation => (
                 "Can you provide the formula for Operating Profit Margin from Example Corp for the Fiscal Year ending in FY 2022?",

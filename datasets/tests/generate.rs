@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use datasets::generate::{
     context_lines, discover_filings, finlora_block, generate, load_source_filing, read_formulas,
-    render_block, GenerateConfig, Generated, WrittenText,
+    render_block, GenerateConfig, Generated, WrittenText, GENERATED_TASKS,
 };
 use datasets::xbrl_prompt::MAX_PROMPT_CHARS;
 use datasets::Task;
@@ -120,12 +120,12 @@ fn generated_answers_are_facts_of_their_filing() {
         generated.skipped_filings.len(),
         generated.n_dropped_long
     );
-    for task in [Task::XbrlTags, Task::XbrlValues, Task::XbrlFormulaCalculation] {
+    for task in GENERATED_TASKS {
         assert!(generated.rows_per_task().get(&task).is_some_and(|&n| n > 0), "no {task} rows");
     }
     for row in generated.rows() {
-        assert!(row.context.chars().count() <= MAX_PROMPT_CHARS, "{} prompt too long", row.doc_path);
         let known = values.get(&row.doc_path);
+        let block = finlora_block(&row.context).unwrap_or("");
         match row.task {
             Task::XbrlValues => assert!(
                 known.is_some_and(|known| known.contains(&row.target)),
@@ -134,16 +134,19 @@ fn generated_answers_are_facts_of_their_filing() {
                 row.doc_path
             ),
             Task::XbrlTags => {
-                let block = finlora_block(&row.context).unwrap_or("");
                 assert!(row.target.starts_with("us-gaap:"), "tag {}", row.target);
                 assert!(block.contains(&format!("<{} ", row.target)), "{} not in its context", row.target);
             }
-            _ => {
-                // `(a / b) * 100`, `(a - b) / c`, `a - b`: operands are the space-separated words
-                // that are not operators, stripped of parentheses.
-                let words = row.target.split(' ').map(|word| word.trim_matches(|c| c == '(' || c == ')'));
-                let operands = words.filter(|word| !matches!(*word, "" | "/" | "*" | "-" | "+" | "100"));
+            Task::XbrlFormulaConstruction => {
+                let operands = formula_operands(&row.target);
+                assert!(operands.len() >= 2, "formula {}", row.target);
                 for operand in operands {
+                    assert!(operand.starts_with("us-gaap:"), "formula {} operand {operand}", row.target);
+                    assert!(block.contains(&format!("<{operand} ")), "{operand} not in its context");
+                }
+            }
+            Task::XbrlFormulaCalculation => {
+                for operand in formula_operands(&row.target) {
                     assert!(
                         known.is_some_and(|known| known.contains(operand)),
                         "formula {} operand {operand} is no fact of {}",
@@ -152,8 +155,23 @@ fn generated_answers_are_facts_of_their_filing() {
                     );
                 }
             }
+            // Checked against the filings' text in tests/finer.rs.
+            _ => {}
+        }
+        if row.task.xbrl_file_task().is_some() {
+            assert!(row.context.chars().count() <= MAX_PROMPT_CHARS, "{} prompt too long", row.doc_path);
         }
     }
+}
+
+/// `(a / b) * 100`, `(a - b) / c`, `a - b`: operands are the space-separated words that are not
+/// operators, stripped of parentheses.
+fn formula_operands(formula: &str) -> Vec<&str> {
+    formula
+        .split(' ')
+        .map(|word| word.trim_matches(|c| c == '(' || c == ')'))
+        .filter(|word| !matches!(*word, "" | "/" | "*" | "-" | "+" | "100"))
+        .collect()
 }
 
 #[test]

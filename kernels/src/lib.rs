@@ -20,9 +20,9 @@ pub mod torch_sum;
 
 pub use double_quant::DoubleQuantAbsmax;
 pub use error::{Error, Result};
+pub use fast::{Isa, ProductConfig, ProductPath};
 pub use four_bit::{BlockScales, FourBitConfig, FourBitFormat, FourBitTensor};
 pub use gguf_dequant::GgufType;
 pub use int8::{Int8Activation, Int8Weight, QuantInput};
 pub use int8_matmul::{int8_linear_backward_input, int8_linear_forward, Int8LinearConfig};
-pub use fast::{Isa, ProductConfig, ProductPath};
 pub use quant_linear::{product_reference, Direction, QuantLinear, QuantWeight};

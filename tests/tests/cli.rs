@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{finagent, model, shared, stderr, stdout, workspace_root};
+use common::{finagent, model, shared, stderr, stdout};
 
 use serde_json::Value;
 

@@ -12,9 +12,30 @@ use common::{binary, finagent, model, shared, stderr, stdout};
 /// A short FPB run on the f32 base: 6 steps of 2 examples, a checkpoint every 2 steps.
 fn train_args<'a>(out: &'a str, model: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "--out", out, "--model", model, "--bits", "32", "--tasks", "fpb", "--steps", "6", "--quiet",
-        "--set", "micro_batch=2", "--set", "checkpoint_every=2", "--set", "eval_every=3",
-        "--set", "data.validation_examples=4", "--set", "data.max_seq_len=96", "--set", "lora.rank=4",
+        "train",
+        "--out",
+        out,
+        "--model",
+        model,
+        "--bits",
+        "32",
+        "--tasks",
+        "fpb",
+        "--steps",
+        "6",
+        "--quiet",
+        "--set",
+        "micro_batch=2",
+        "--set",
+        "checkpoint_every=2",
+        "--set",
+        "eval_every=3",
+        "--set",
+        "data.validation_examples=4",
+        "--set",
+        "data.max_seq_len=96",
+        "--set",
+        "lora.rank=4",
     ]
 }
 
@@ -36,7 +57,14 @@ fn a_killed_run_resumes_to_the_same_adapter_bytes() {
     let summary: serde_json::Value = serde_json::from_str(stdout(&output).trim()).unwrap();
     assert_eq!(summary["steps"], 6);
     assert!(summary["final_loss"].as_f64().is_some_and(f64::is_finite));
-    for file in ["adapter/adapter_model.safetensors", "adapter/adapter_config.json", "config.toml", "mixture.json", "metrics.jsonl", "loss.svg"] {
+    for file in [
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "config.toml",
+        "mixture.json",
+        "metrics.jsonl",
+        "loss.svg",
+    ] {
         assert!(whole.join(file).is_file(), "{file} missing from the run directory");
     }
 

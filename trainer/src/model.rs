@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::Embedding;
 
-use crate::attention::{causal_mask, Attention, LayerKvCache};
+use crate::attention::{causal_mask, padded_causal_mask, Attention, LayerKvCache, Positions};
 pub use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use crate::linear::{DenseLinear, LinearLayer};
@@ -40,6 +40,17 @@ impl KvCache {
     /// Forgets every cached position.
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|layer| *layer = LayerKvCache::default());
+    }
+
+    /// Keeps only the batch rows `rows` (indices into the current batch), in that order: batched
+    /// generation drops the rows that have finished.
+    pub fn retain_rows(&mut self, rows: &[usize], device: &Device) -> Result<()> {
+        let index: Vec<u32> = rows.iter().map(|&row| row as u32).collect();
+        let index = Tensor::new(index.as_slice(), device)?;
+        for layer in &mut self.layers {
+            layer.select_rows(&index)?;
+        }
+        Ok(())
     }
 }
 
@@ -221,16 +232,102 @@ impl Llama {
         let (_, seq_len) = input_ids.dims2()?;
         let mask = if seq_len > 1 { Some(causal_mask(seq_len, start_pos, &self.device)?) } else { None };
         let mut xs = self.embedding.forward(input_ids)?;
-        for (idx, layer) in self.layers.iter().enumerate() {
+        for idx in 0..self.layers.len() {
             let layer_cache = cache.as_deref_mut().map(|cache| &mut cache.layers[idx]);
-            let normed = self.norm(&xs, &layer.attn_norm)?;
-            let attended =
-                layer.attention.forward(&normed, &self.rope, start_pos, mask.as_ref(), layer_cache)?;
-            xs = (xs + attended)?;
-            let normed = self.norm(&xs, &layer.mlp_norm)?;
-            xs = (&xs + layer.mlp.forward(&normed)?)?;
+            xs = self.decoder_layer(idx, &xs, Positions::Start(start_pos), mask.as_ref(), layer_cache)?;
         }
         Ok(xs)
+    }
+
+    /// [`Llama::forward`] for a left-padded batch: row `b` starts with `pad[b]` padding columns
+    /// that no position attends to, and its first real token sits at position 0, so every row
+    /// computes what it would alone. `cache` columns include the padding; the new tokens occupy
+    /// columns `cache.seq_len()..`. Logits are `[batch, n, vocab]` as for `forward`.
+    pub fn forward_padded(
+        &self,
+        input_ids: &Tensor,
+        pad: &[usize],
+        cache: &mut KvCache,
+        positions: LogitsPositions,
+    ) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        if seq_len == 0 || batch != pad.len() {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "padded forward needs tokens and one padding count per row, got {seq_len} tokens, \
+                     {batch} rows and {} padding counts",
+                    pad.len()
+                ),
+            });
+        }
+        if cache.layers.len() != self.layers.len() {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "the cache has {} layers, the model {}",
+                    cache.layers.len(),
+                    self.layers.len()
+                ),
+            });
+        }
+        let start_col = cache.seq_len();
+        let row_positions: Vec<u32> = pad
+            .iter()
+            .flat_map(|&row_pad| {
+                (start_col..start_col + seq_len).map(move |col| col.saturating_sub(row_pad) as u32)
+            })
+            .collect();
+        let row_positions = Tensor::from_vec(row_positions, (batch, seq_len), &self.device)?;
+        let mask = padded_causal_mask(pad, seq_len, start_col, &self.device)?;
+        let mut xs = self.embedding.forward(input_ids)?;
+        for idx in 0..self.layers.len() {
+            let positions = Positions::Rows(&row_positions);
+            xs = self.decoder_layer(idx, &xs, positions, Some(&mask), Some(&mut cache.layers[idx]))?;
+        }
+        let xs = match positions {
+            LogitsPositions::Last => xs.narrow(1, seq_len - 1, 1)?.contiguous()?,
+            LogitsPositions::All => xs,
+        };
+        let normed = self.norm(&xs, &self.final_norm)?;
+        Ok(self.lm_head.forward(&normed)?)
+    }
+
+    fn decoder_layer(
+        &self,
+        idx: usize,
+        xs: &Tensor,
+        positions: Positions<'_>,
+        mask: Option<&Tensor>,
+        cache: Option<&mut LayerKvCache>,
+    ) -> Result<Tensor> {
+        let layer = &self.layers[idx];
+        let normed = self.norm(xs, &layer.attn_norm)?;
+        let attended = layer.attention.forward(&normed, &self.rope, positions, mask, cache)?;
+        let xs = (xs + attended)?;
+        let normed = self.norm(&xs, &layer.mlp_norm)?;
+        Ok((&xs + layer.mlp.forward(&normed)?)?)
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The token embeddings of `input_ids` (`[batch, seq]`), the input of layer 0.
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.embedding.forward(input_ids)?)
+    }
+
+    /// Decoder layer `idx` alone over `[batch, seq, hidden]` starting at position 0 without a cache
+    /// (what layer-wise gradient checkpointing recomputes).
+    pub fn layer_forward(&self, idx: usize, xs: &Tensor) -> Result<Tensor> {
+        if idx >= self.layers.len() {
+            return Err(Error::InvalidInput {
+                reason: format!("layer {idx} does not exist (the model has {})", self.layers.len()),
+            });
+        }
+        let (_, seq_len, _) = xs.dims3()?;
+        let mask = if seq_len > 1 { Some(causal_mask(seq_len, 0, &self.device)?) } else { None };
+        self.decoder_layer(idx, xs, Positions::Start(0), mask.as_ref(), None)
     }
 
     /// [`Llama::forward`] for one sequence given as token ids; returns logits `[n, vocab]`.

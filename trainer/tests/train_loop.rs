@@ -222,3 +222,26 @@ fn zero_one_adam_reaches_a_loss_comparable_to_adamw() {
         adamw.final_loss
     );
 }
+
+#[test]
+fn gradient_checkpointing_gives_the_same_training_as_keeping_activations() {
+    let data = toy_examples(32, 5);
+    let mut config = config(4);
+    config.lora.dropout = 0.0;
+    config.lora.targets = ALL_LINEAR.iter().map(|name| name.to_string()).collect();
+    config.gradient_checkpointing = true;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, checkpointed) =
+        run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    config.gradient_checkpointing = false;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, kept) = run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    let max_diff = checkpointed
+        .iter()
+        .flatten()
+        .zip(kept.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max_diff < 1e-5, "checkpointed training differs by {max_diff}");
+    assert!(checkpointed.iter().flatten().any(|&v| v != 0.0));
+}

@@ -33,6 +33,10 @@ pub struct TrainArgs {
     /// Optimizer steps; the median speed over all but the first is reported.
     #[arg(long, default_value_t = 6)]
     steps: usize,
+    /// Recompute each layer in the backward pass (finagent's default) instead of keeping all
+    /// activations (what the peer script does).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    gradient_checkpointing: bool,
     /// GGUF file or Hugging Face folder (default: the downloaded default model).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
@@ -52,21 +56,28 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         Some(path) => path,
         None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
     };
-    let (mut model, _) =
-        trainer::loader::load(&model_path).with_context(|| format!("cannot load model {}", model_path.display()))?;
+    let (mut model, _) = trainer::loader::load(&model_path)
+        .with_context(|| format!("cannot load model {}", model_path.display()))?;
     quantize_base(&mut model, bits)?;
-    let mut config = TrainConfig::default();
-    config.bits = args.bits;
-    config.steps = args.steps;
-    config.micro_batch = args.batch;
-    config.grad_accum = 1;
-    config.eval_every = 0;
-    config.checkpoint_every = 0;
-    config.lora = LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() };
-    config.optim.lr = 1e-4;
-    config.optim.warmup_steps = 0;
-    config.optim.schedule = "constant".into();
-    config.optim.weight_decay = 0.01;
+    let defaults = TrainConfig::default();
+    let config = TrainConfig {
+        bits: args.bits,
+        steps: args.steps,
+        micro_batch: args.batch,
+        grad_accum: 1,
+        eval_every: 0,
+        checkpoint_every: 0,
+        gradient_checkpointing: args.gradient_checkpointing,
+        lora: LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() },
+        optim: trainer::train::config::OptimConfig {
+            lr: 1e-4,
+            warmup_steps: 0,
+            schedule: "constant".into(),
+            weight_decay: 0.01,
+            ..defaults.optim.clone()
+        },
+        ..defaults
+    };
     config.validate()?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: 0 })?;
 
@@ -105,6 +116,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         "batch": args.batch,
         "seq": args.seq,
         "rank": args.rank,
+        "gradient_checkpointing": args.gradient_checkpointing,
         "tokens_per_sec": (median * 10.0).round() / 10.0,
         "peak_rss_mb": peak_rss_mb()?,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

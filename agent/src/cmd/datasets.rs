@@ -1,5 +1,5 @@
-//! `finagent datasets`: list the tasks, show or count a task's examples, generate XBRL
-//! questions from filings.
+//! `finagent datasets`: list the tasks, show or count a task's examples (per task, label, filing
+//! and prompt length), generate XBRL and FiNER questions from filings.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,10 +7,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
+use agent::ask::FACTS_IN_PROMPT;
 use agent::config::Paths;
-use datasets::generate::{generate, read_formulas, GenerateConfig, GENERATED_TASKS};
-use datasets::{DataDir, Example, LoadConfig, LoadOptions, Split, Task};
-use taxonomy::Catalogue;
+use datasets::generate::{
+    generate, read_formulas, ContextMode, FinerTagSet, GenerateConfig, GENERATED_TASKS,
+};
+use datasets::{load_context_file, DataDir, Example, LoadConfig, LoadOptions, Split, Task};
+use taxonomy::{Catalogue, FinerTags};
 use trainer::tokenizer::Tokenizer;
 
 #[derive(Debug, clap::Args)]
@@ -28,9 +31,9 @@ enum DatasetsCommand {
     List,
     /// Print a task's examples.
     Show(ShowArgs),
-    /// Rows per task and label distribution.
+    /// Rows per task, label and filing, and prompt lengths.
     Stats(StatsArgs),
-    /// Generate XBRL questions from the filings under a folder.
+    /// Generate XBRL and FiNER questions from the filings under a folder.
     Generate(GenerateArgs),
 }
 
@@ -60,6 +63,9 @@ struct StatsArgs {
     /// model, when it has been fetched).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     tokenizer: Option<PathBuf>,
+    /// Count the output of `datasets generate` (`<DIR>/<task>/<split>.jsonl`) instead of the data folder.
+    #[arg(long, value_name = "DIR")]
+    generated: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,18 +76,45 @@ struct GenerateArgs {
     /// Output folder; `<task>/<split>.jsonl` are written there.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Tasks to generate (default: xbrl_tags, xbrl_values, xbrl_formula_calculation).
+    /// Tasks to generate (default: all of xbrl_tags, xbrl_values, xbrl_formula_construction,
+    /// xbrl_formula_calculation, finer_tagging, finer_batched).
     #[arg(long, value_delimiter = ',')]
     tasks: Vec<Task>,
-    /// XBRL-Agent's formula list (JSONL), needed for xbrl_formula_calculation.
+    /// XBRL-Agent's formula list (JSONL), needed for the formula tasks.
     #[arg(long, value_name = "FILE")]
     formulas: Option<PathBuf>,
+    /// Context of the xbrl prompts: every us-gaap fact of the question's context (FinLoRA's), or
+    /// the top-k facts `finagent ask` retrieves.
+    #[arg(long, value_enum, default_value = "full")]
+    context: ContextArg,
+    /// Facts shown in retrieval mode (default: as many as `finagent ask` shows).
+    #[arg(long, default_value_t = FACTS_IN_PROMPT)]
+    top_k: usize,
+    /// Gold tags of FiNER questions: FiNER-139's tags, or any us-gaap concept.
+    #[arg(long, value_enum, default_value = "finer139")]
+    finer_set: FinerSetArg,
+    /// FiNER-139 tag list, beside its BIO label table (default: finer139_tags.txt next to the
+    /// filings folder).
+    #[arg(long, value_name = "FILE")]
+    finer_tags: Option<PathBuf>,
     /// us-gaap concept table (TSV) or label linkbase, for labels of filings without their own.
     #[arg(long, value_name = "FILE")]
     taxonomy: Option<PathBuf>,
     /// Seed of the shuffle that assigns filings to splits.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ContextArg {
+    Full,
+    Retrieval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FinerSetArg {
+    Finer139,
+    Full,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -185,17 +218,39 @@ fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
     let split: Split = args.split.into();
     let tasks = if args.tasks.is_empty() { Task::ALL.to_vec() } else { args.tasks };
     for task in tasks {
-        if data.file(task, split).is_err() {
-            println!("{task}: no {} split", split.name());
-            continue;
-        }
-        let examples = load(data, task, split, args.skip_invalid)?;
+        let examples = match &args.generated {
+            Some(dir) => {
+                let path = dir.join(task.name()).join(format!("{}.jsonl", split.name()));
+                if !path.is_file() {
+                    println!("{task}: no {} split in {}", split.name(), dir.display());
+                    continue;
+                }
+                let config = LoadConfig {
+                    options: LoadOptions { skip_invalid: args.skip_invalid },
+                    ..LoadConfig::default()
+                };
+                load_context_file(&path, task, &config)
+                    .with_context(|| format!("cannot load {}", path.display()))?
+                    .examples
+            }
+            None if data.file(task, split).is_err() => {
+                println!("{task}: no {} split", split.name());
+                continue;
+            }
+            None => load(data, task, split, args.skip_invalid)?,
+        };
         let mut by_label: BTreeMap<&str, usize> = BTreeMap::new();
         for example in &examples {
             *by_label.entry(example.label.as_deref().unwrap_or("(free text)")).or_default() += 1;
         }
         let distribution: Vec<String> = by_label.iter().map(|(label, n)| format!("{label}: {n}")).collect();
         println!("{task} {}: {} rows; {}", split.name(), examples.len(), distribution.join(", "));
+        let by_filing = rows_per_filing(&examples);
+        if !by_filing.is_empty() {
+            let counts: Vec<String> =
+                by_filing.iter().map(|((company, year), n)| format!("{company} {year}: {n}")).collect();
+            println!("  rows per filing ({}): {}", by_filing.len(), counts.join(", "));
+        }
         if let (Some(tokenizer), false) = (&tokenizer, examples.is_empty()) {
             println!("  {}", token_percentiles(tokenizer, &examples)?);
         }
@@ -203,13 +258,62 @@ fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Rows per filing, `(company, fiscal year)`, for examples that name their filing: generated rows
+/// (`ticker`, `fiscal_year`), xbrl_extraction rows (`company`, `year`) or FinLoRA rows (`doc_path`
+/// `aapl-20230930/...`, company and period-end year).
+fn rows_per_filing(examples: &[Example]) -> BTreeMap<(String, String), usize> {
+    let mut counts = BTreeMap::new();
+    for example in examples {
+        let field = |name: &str| example.extra.get(name).cloned();
+        let filing = match (
+            field("ticker").or_else(|| field("company")),
+            field("fiscal_year").or_else(|| field("year")),
+        ) {
+            (Some(company), Some(year)) => Some((company, year)),
+            _ => field("doc_path").and_then(|doc_path| {
+                let folder = doc_path.split('/').next()?;
+                let (company, date) = folder.rsplit_once('-')?;
+                Some((company.to_uppercase(), date.get(..4)?.to_string()))
+            }),
+        };
+        if let Some(filing) = filing {
+            *counts.entry(filing).or_default() += 1;
+        }
+    }
+    counts
+}
+
 fn run_generate(args: GenerateArgs) -> Result<()> {
     let started = Instant::now();
     let tasks = if args.tasks.is_empty() { GENERATED_TASKS.to_vec() } else { args.tasks };
-    let formulas = match (&args.formulas, tasks.contains(&Task::XbrlFormulaCalculation)) {
+    let formula_task = tasks
+        .iter()
+        .find(|task| matches!(task, Task::XbrlFormulaCalculation | Task::XbrlFormulaConstruction));
+    let formulas = match (&args.formulas, formula_task) {
         (Some(path), _) => read_formulas(path)?,
-        (None, true) => anyhow::bail!("task xbrl_formula_calculation needs --formulas FILE"),
-        (None, false) => Vec::new(),
+        (None, Some(task)) => anyhow::bail!("task {task} needs --formulas FILE"),
+        (None, None) => Vec::new(),
+    };
+    let wants_finer = tasks.iter().any(|task| matches!(task, Task::FinerTagging | Task::FinerBatched));
+    let finer = match (args.finer_set, wants_finer) {
+        (FinerSetArg::Full, _) | (FinerSetArg::Finer139, false) => FinerTagSet::UsGaap,
+        (FinerSetArg::Finer139, true) => {
+            let tags_path = args
+                .finer_tags
+                .clone()
+                .unwrap_or_else(|| args.filings.join("..").join(taxonomy::finer::TAGS_FILE));
+            let dir = tags_path.parent().unwrap_or(Path::new("."));
+            let tags = FinerTags::load(&tags_path, &dir.join(taxonomy::finer::BIO_LABELS_FILE))
+                .with_context(|| {
+                    format!("cannot load the FiNER-139 tags {} (set --finer-tags FILE)", tags_path.display())
+                })?;
+            FinerTagSet::Finer139(tags.iter().map(str::to_string).collect())
+        }
+    };
+    let context = match args.context {
+        ContextArg::Full => ContextMode::Full,
+        ContextArg::Retrieval if args.top_k == 0 => anyhow::bail!("--top-k must be at least 1"),
+        ContextArg::Retrieval => ContextMode::Retrieval { top_k: args.top_k },
     };
     let catalogue = match &args.taxonomy {
         Some(path) => {
@@ -217,7 +321,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         }
         None => None,
     };
-    let config = GenerateConfig { tasks, seed: args.seed, ..GenerateConfig::default() };
+    let config = GenerateConfig { tasks, seed: args.seed, context, finer, ..GenerateConfig::default() };
     let generated = generate(&args.filings, &formulas, catalogue.as_ref(), &config)
         .with_context(|| format!("cannot generate from {}", args.filings.display()))?;
     let paths = generated.write(&args.out)?;

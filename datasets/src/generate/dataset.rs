@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use taxonomy::Catalogue;
 
+use super::finer::{filing_entities, finer_rows, tag_options, FilingEntities, FilingKey, FinerTagSet};
 use super::formulas::Formula;
-use super::questions::{filing_questions, GeneratedRow};
+use super::narrative::read_narrative_facts;
+use super::questions::{filing_questions, ContextMode, GeneratedRow, QuestionConfig};
 use super::source::{discover_filings, load_source_filing, SkippedFiling};
 use crate::error::{Error, Result};
 use crate::prng::SplitMix64;
@@ -16,7 +18,14 @@ use crate::split::Split;
 use crate::task::Task;
 
 /// The tasks [`generate`] can make from filings.
-pub const GENERATED_TASKS: [Task; 3] = [Task::XbrlTags, Task::XbrlValues, Task::XbrlFormulaCalculation];
+pub const GENERATED_TASKS: [Task; 6] = [
+    Task::XbrlTags,
+    Task::XbrlValues,
+    Task::XbrlFormulaConstruction,
+    Task::XbrlFormulaCalculation,
+    Task::FinerTagging,
+    Task::FinerBatched,
+];
 
 /// What to generate and how to split it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +36,11 @@ pub struct GenerateConfig {
     pub validation_fraction: f64,
     /// Seeds the shuffle of filings.
     pub seed: u64,
+    /// Context of the xbrl tasks' prompts.
+    pub context: ContextMode,
+    /// Which narrative facts make FiNER questions (default: any us-gaap tag, the one set that
+    /// needs no file).
+    pub finer: FinerTagSet,
 }
 
 impl Default for GenerateConfig {
@@ -36,6 +50,8 @@ impl Default for GenerateConfig {
             test_fraction: 0.2,
             validation_fraction: 0.1,
             seed: 42,
+            context: ContextMode::Full,
+            finer: FinerTagSet::UsGaap,
         }
     }
 }
@@ -119,8 +135,18 @@ pub fn generate(
             config.test_fraction, config.validation_fraction
         )));
     }
+    if config.context == (ContextMode::Retrieval { top_k: 0 }) {
+        return Err(Error::Config("retrieval mode needs a top-k of at least 1".into()));
+    }
+    if matches!(&config.finer, FinerTagSet::Finer139(tags) if tags.is_empty()) {
+        return Err(Error::Config("the FiNER-139 tag set is empty".into()));
+    }
     let mut generated = Generated::default();
     let mut by_filing: BTreeMap<(String, i32), Vec<GeneratedRow>> = BTreeMap::new();
+    let mut entities: Vec<((String, i32), FilingEntities)> = Vec::new();
+    let wants_finer = config.tasks.iter().any(|task| matches!(task, Task::FinerTagging | Task::FinerBatched));
+    let question_config =
+        QuestionConfig { tasks: &config.tasks, formulas, catalogue, context: config.context };
     for files in discover_filings(filings_root)? {
         let filing = match load_source_filing(&files) {
             Ok(filing) => filing,
@@ -129,9 +155,26 @@ pub fn generate(
                 continue;
             }
         };
-        let questions = filing_questions(&filing, &config.tasks, formulas, catalogue);
+        let questions = filing_questions(&filing, &question_config);
         generated.n_dropped_long += questions.n_dropped_long;
         by_filing.entry(filing.key()).or_default().extend(questions.rows);
+        if let (true, Some(inline)) = (wants_finer, &filing.inline) {
+            match read_narrative_facts(inline) {
+                Ok(facts) => {
+                    let found = filing_entities(&filing, &facts, &config.finer);
+                    entities.push((filing.key(), (FilingKey::from(&filing), found)));
+                }
+                Err(error) => generated.skipped_filings.push(SkippedFiling {
+                    path: inline.clone(),
+                    reason: format!("no FiNER questions: {error}"),
+                }),
+            }
+        }
+    }
+    // The options of a full us-gaap prompt are the tags of every filing's questions.
+    let options = tag_options(&config.finer, entities.iter().flat_map(|(_, (_, found))| found));
+    for (key, (filing, found)) in &entities {
+        by_filing.entry(key.clone()).or_default().extend(finer_rows(filing, found, &options, &config.tasks));
     }
     let mut keys: Vec<(String, i32)> = by_filing.keys().cloned().collect();
     SplitMix64::new(config.seed).shuffle(&mut keys);

@@ -1,5 +1,6 @@
 //! The financial formulas of XBRL-Agent's list that a filing's own facts can fill in, and how
-//! FinLoRA writes a formula with values substituted (`(50000000 / 3590000000) * 100`).
+//! FinLoRA writes a formula with values (`(50000000 / 3590000000) * 100`, formula calculation) or
+//! tags (`us-gaap:AssetsCurrent / us-gaap:LiabilitiesCurrent`, formula construction) substituted.
 
 use std::path::Path;
 
@@ -65,7 +66,7 @@ pub struct Formula {
 }
 
 impl Formula {
-    /// The template with each operand replaced by its value.
+    /// The template with each operand replaced by its value (or its concept).
     pub fn substitute(&self, values: &[&str]) -> String {
         values
             .iter()

@@ -1,9 +1,11 @@
-//! Tag, value and formula-calculation questions about one filing, each with FinLoRA's full-mode
-//! prompt: the facts of the question's context, its one-shot example, the question.
+//! Tag, value and formula (construction and calculation) questions about one filing, each with
+//! FinLoRA's one-shot prompt: the context facts, its one-shot example, the question.
 //!
-//! Questions are asked about the filing's main contexts (the fiscal-year duration and the instant
-//! at its end, both without dimensions), one per concept, and only about concepts that appear
-//! once with one value there and whose label names no other concept, so every answer is unique.
+//! In full mode ([`ContextMode::Full`]) the context is every us-gaap fact of the question's
+//! context, as FinLoRA builds it. Questions are asked about the filing's main contexts (the
+//! fiscal-year duration and the instant at its end, both without dimensions), one per concept, and
+//! only about concepts that appear once with one value there and whose label names no other
+//! concept, so every answer is unique. Retrieval mode is in [`super::retrieval_questions`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +15,7 @@ use xbrl::{Context, Period};
 
 use super::context_block::{context_line, context_lines};
 use super::formulas::Formula;
+use super::retrieval_questions::retrieval_questions;
 use super::source::SourceFiling;
 use crate::task::Task;
 use crate::xbrl_prompt::{build_prompt, ContextLine, XbrlQuestionKind, FORMULA_SUFFIX, MAX_PROMPT_CHARS};
@@ -35,47 +38,91 @@ pub struct FilingQuestions {
     pub n_dropped_long: usize,
 }
 
+impl FilingQuestions {
+    /// Keeps the row unless its prompt is over FinLoRA's length limit.
+    pub(crate) fn push(&mut self, filing: &SourceFiling, task: Task, context: String, target: String) {
+        if context.chars().count() > MAX_PROMPT_CHARS {
+            self.n_dropped_long += 1;
+            return;
+        }
+        self.rows.push(GeneratedRow {
+            context,
+            target,
+            doc_path: filing.doc_path.clone(),
+            task,
+            ticker: filing.ticker.clone(),
+            fiscal_year: filing.fiscal_year,
+        });
+    }
+}
+
+/// Where a prompt's context facts come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContextMode {
+    /// FinLoRA's: every us-gaap fact of the question's context.
+    #[default]
+    Full,
+    /// The agent's: the top `top_k` facts its ranking ([`crate::retrieval`]) returns for the question.
+    Retrieval { top_k: usize },
+}
+
+/// What to ask about a filing.
+#[derive(Debug, Clone, Copy)]
+pub struct QuestionConfig<'a> {
+    pub tasks: &'a [Task],
+    pub formulas: &'a [Formula],
+    pub catalogue: Option<&'a Catalogue>,
+    pub context: ContextMode,
+}
+
+/// FinLoRA's tag question.
+pub fn tag_question(label: &str, company: &str, year: i32) -> String {
+    format!("What is the US GAAP XBRL tag for {label} as reported by {company} for the Fiscal Year ending in FY {year}?")
+}
+
+/// FinLoRA's formula-construction question (wangd12/XBRL_extraction's first template).
+pub fn formula_construction_question(formula: &str, company: &str, year: i32) -> String {
+    format!(
+        "What is the formula for the {formula} of {company}, formatted with the relevant US GAAP XBRL tags, for the fiscal year ending in FY {year}?"
+    )
+}
+
+/// FinLoRA's formula-calculation question, its suffix included.
+pub fn formula_calculation_question(formula: &str, company: &str, year: i32) -> String {
+    format!(
+        "What is the value of {company}'s {formula} for the Fiscal Year ending in FY {year}?{FORMULA_SUFFIX}"
+    )
+}
+
 /// A main context's prompt lines and its askable facts: prefixed concept -> value as written.
 struct AskableContext {
     lines: Vec<ContextLine>,
     values: BTreeMap<String, String>,
 }
 
-/// The questions of `tasks` about `filing` (tasks other than tags, values and formula
-/// calculation yield nothing here).
-pub fn filing_questions(
-    filing: &SourceFiling,
-    tasks: &[Task],
-    formulas: &[Formula],
-    catalogue: Option<&Catalogue>,
-) -> FilingQuestions {
+/// The questions of `config.tasks` about `filing` (tasks other than the xbrl ones yield nothing here).
+pub fn filing_questions(filing: &SourceFiling, config: &QuestionConfig) -> FilingQuestions {
+    match config.context {
+        ContextMode::Full => full_questions(filing, config),
+        ContextMode::Retrieval { top_k } => retrieval_questions(filing, config, top_k),
+    }
+}
+
+fn full_questions(filing: &SourceFiling, config: &QuestionConfig) -> FilingQuestions {
+    let tasks = config.tasks;
     let contexts: Vec<AskableContext> =
         main_contexts(filing).into_iter().map(|c| askable(filing, c)).collect();
-    let labels = unique_labels(filing, &contexts, catalogue);
+    let labels = unique_labels(filing, &contexts, config.catalogue);
     let mut out = FilingQuestions::default();
     let (company, year) = (&filing.company, filing.fiscal_year);
     for context in &contexts {
         let mut push = |task: Task, kind: XbrlQuestionKind, question: String, target: String| {
-            let context_text = build_prompt(kind, &context.lines, &question);
-            if context_text.chars().count() > MAX_PROMPT_CHARS {
-                out.n_dropped_long += 1;
-                return;
-            }
-            out.rows.push(GeneratedRow {
-                context: context_text,
-                target,
-                doc_path: filing.doc_path.clone(),
-                task,
-                ticker: filing.ticker.clone(),
-                fiscal_year: year,
-            });
+            out.push(filing, task, build_prompt(kind, &context.lines, &question), target);
         };
         for (concept, value) in &context.values {
             let Some(label) = labels.get(concept.as_str()) else { continue };
             if tasks.contains(&Task::XbrlTags) {
-                let question = format!(
-                    "What is the US GAAP XBRL tag for {label} as reported by {company} for the Fiscal Year ending in FY {year}?"
-                );
+                let question = tag_question(label, company, year);
                 push(Task::XbrlTags, XbrlQuestionKind::Tag, question, concept.clone());
             }
             if tasks.contains(&Task::XbrlValues) {
@@ -85,13 +132,17 @@ pub fn filing_questions(
                 push(Task::XbrlValues, XbrlQuestionKind::Value, question, value.clone());
             }
         }
-        if tasks.contains(&Task::XbrlFormulaCalculation) {
-            for formula in formulas {
-                let Some(values) = operand_values(formula, &context.values) else { continue };
-                let question = format!(
-                    "What is the value of {company}'s {} for the Fiscal Year ending in FY {year}?{FORMULA_SUFFIX}",
-                    formula.name
-                );
+        for formula in config.formulas {
+            let Some(operands) = operand_values(formula, &context.values) else { continue };
+            if tasks.contains(&Task::XbrlFormulaConstruction) {
+                let concepts: Vec<&str> = operands.iter().map(|(concept, _)| *concept).collect();
+                let question = formula_construction_question(&formula.name, company, year);
+                let target = formula.substitute(&concepts);
+                push(Task::XbrlFormulaConstruction, XbrlQuestionKind::FormulaConstruction, question, target);
+            }
+            if tasks.contains(&Task::XbrlFormulaCalculation) {
+                let values: Vec<&str> = operands.iter().map(|(_, value)| *value).collect();
+                let question = formula_calculation_question(&formula.name, company, year);
                 let target = formula.substitute(&values);
                 push(Task::XbrlFormulaCalculation, XbrlQuestionKind::FormulaCalculation, question, target);
             }
@@ -154,11 +205,17 @@ fn unique_labels<'a>(
         .collect()
 }
 
-/// One value per operand (the first candidate concept present), or `None` if any is missing.
-fn operand_values<'v>(formula: &Formula, values: &'v BTreeMap<String, String>) -> Option<Vec<&'v str>> {
+/// One `(concept, value)` per operand (the first candidate concept present), or `None` if any is
+/// missing.
+fn operand_values<'v>(
+    formula: &Formula,
+    values: &'v BTreeMap<String, String>,
+) -> Option<Vec<(&'static str, &'v str)>> {
     formula
         .operands
         .iter()
-        .map(|candidates| candidates.iter().find_map(|concept| values.get(*concept).map(String::as_str)))
+        .map(|candidates| {
+            candidates.iter().find_map(|concept| values.get(*concept).map(|value| (*concept, value.as_str())))
+        })
         .collect()
 }

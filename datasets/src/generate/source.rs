@@ -19,6 +19,8 @@ pub struct SourceFiling {
     /// The filing's own label linkbase (empty when it has none).
     pub labels: LabelLinkbase,
     pub written: WrittenText,
+    /// The inline XBRL document, when the filing has one (its prose makes FiNER questions).
+    pub inline: Option<PathBuf>,
     /// FinLoRA's form: `aapl-20230930/aapl-20230930_htm.xml`.
     pub doc_path: String,
     pub ticker: String,
@@ -98,5 +100,6 @@ pub fn load_source_filing(files: &FilingFiles) -> std::result::Result<SourceFili
         .unwrap_or_default();
     let file_name = primary.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let doc_path = format!("{}/{file_name}", files.base_name);
-    Ok(SourceFiling { doc, info, labels, written, doc_path, ticker, fiscal_year, company })
+    let inline = files.inline.clone();
+    Ok(SourceFiling { doc, info, labels, written, inline, doc_path, ticker, fiscal_year, company })
 }

@@ -34,6 +34,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Checkpoints kept on disk (the newest ones).
     pub keep_checkpoints: usize,
+    /// Recompute each decoder layer in the backward pass instead of keeping every layer's
+    /// activations: one extra forward pass for activation memory of one layer.
+    pub gradient_checkpointing: bool,
     pub lora: LoraConfig,
     pub data: DataConfig,
     pub optim: OptimConfig,
@@ -51,6 +54,7 @@ impl Default for TrainConfig {
             eval_every: 50,
             checkpoint_every: 50,
             keep_checkpoints: 2,
+            gradient_checkpointing: true,
             lora: LoraConfig::default(),
             data: DataConfig::default(),
             optim: OptimConfig::default(),

@@ -168,7 +168,13 @@ fn train_inner(
                 step as u64 + 1,
                 (micro_idx * world_size + rank) as u64,
             ));
-            let (sum, micro_grads) = micro_batch_gradients(job.model, job.adapter, &examples, scale)?;
+            let dropout_seed = mix(config.seed, step as u64 + 1, (micro_idx * world_size + rank) as u64);
+            let (sum, micro_grads) = if config.gradient_checkpointing {
+                checkpointed_gradients(job.model, job.adapter, &examples, scale, dropout_seed)?
+            } else {
+                job.adapter.dropout.start(dropout_seed);
+                micro_batch_gradients(job.model, job.adapter, &examples, scale)?
+            };
             loss_sum += sum;
             for (total, grad) in grads.iter_mut().zip(micro_grads) {
                 total.iter_mut().zip(grad).for_each(|(total, value)| *total += value);
@@ -298,16 +304,23 @@ fn micro_batch_gradients(
     Ok((loss_value, values))
 }
 
-/// The summed cross-entropy of the answer tokens of `examples` (a scalar tensor) and their count.
-/// Rows are right-padded; the causal mask keeps padding out of every position the loss reads.
-pub fn token_loss(model: &Llama, examples: &[&TokenizedExample]) -> Result<(Tensor, usize)> {
+/// A right-padded micro-batch: input ids `[rows, width]`, the flat positions whose logits the
+/// loss reads, and the tokens they must predict.
+struct LossBatch {
+    input: Tensor,
+    positions: Tensor,
+    targets: Tensor,
+    count: usize,
+}
+
+fn loss_batch(model: &Llama, examples: &[&TokenizedExample]) -> Result<LossBatch> {
     let width = examples.iter().map(|example| example.input_len()).max().unwrap_or(0);
     if width == 0 {
         return Err(Error::InvalidInput { reason: "a micro-batch has no tokens".into() });
     }
     let pad = examples.first().and_then(|example| example.ids.last().copied()).unwrap_or(0);
     let mut ids = Vec::with_capacity(examples.len() * width);
-    let mut rows = Vec::new();
+    let mut positions = Vec::new();
     let mut targets = Vec::new();
     for (row, example) in examples.iter().enumerate() {
         let inputs = &example.ids[..example.input_len()];
@@ -315,20 +328,105 @@ pub fn token_loss(model: &Llama, examples: &[&TokenizedExample]) -> Result<(Tens
         ids.extend(std::iter::repeat_n(pad, width - inputs.len()));
         // Position p predicts token p + 1; the answer starts at prompt_len.
         for position in example.prompt_len - 1..example.input_len() {
-            rows.push((row * width + position) as u32);
+            positions.push((row * width + position) as u32);
             targets.push(example.ids[position + 1]);
         }
     }
     let device = model.device();
-    let input = Tensor::from_vec(ids, (examples.len(), width), device)?;
-    let hidden = model.hidden_states(&input)?;
-    let count = rows.len();
-    let rows = Tensor::from_vec(rows, count, device)?;
-    let logits = model.logits_at(&hidden, &rows)?;
-    let targets = Tensor::from_vec(targets, (count, 1), device)?;
+    let count = positions.len();
+    Ok(LossBatch {
+        input: Tensor::from_vec(ids, (examples.len(), width), device)?,
+        positions: Tensor::from_vec(positions, count, device)?,
+        targets: Tensor::from_vec(targets, (count, 1), device)?,
+        count,
+    })
+}
+
+/// Summed negative log-likelihood of `targets` under the logits of the final hidden states.
+fn head_loss(model: &Llama, hidden: &Tensor, batch: &LossBatch) -> Result<Tensor> {
+    let logits = model.logits_at(hidden, &batch.positions)?;
     let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = log_probs.gather(&targets, 1)?;
-    Ok((picked.sum_all()?.neg()?, count))
+    Ok(log_probs.gather(&batch.targets, 1)?.sum_all()?.neg()?)
+}
+
+/// The summed cross-entropy of the answer tokens of `examples` (a scalar tensor) and their count.
+/// Rows are right-padded; the causal mask keeps padding out of every position the loss reads.
+pub fn token_loss(model: &Llama, examples: &[&TokenizedExample]) -> Result<(Tensor, usize)> {
+    let batch = loss_batch(model, examples)?;
+    let hidden = model.hidden_states(&batch.input)?;
+    Ok((head_loss(model, &hidden, &batch)?, batch.count))
+}
+
+/// [`micro_batch_gradients`] with layer-wise gradient checkpointing: the forward pass keeps only
+/// each decoder layer's input; the backward pass recomputes one layer at a time and pulls the
+/// incoming gradient through it (`d/dx Σ layer(x) ∘ g`). Activation memory is one layer's instead
+/// of every layer's, for one extra forward pass. Dropout is re-seeded per layer so the recomputed
+/// masks equal the first pass's.
+fn checkpointed_gradients(
+    model: &Llama,
+    adapter: &LoraAdapter,
+    examples: &[&TokenizedExample],
+    scale: f64,
+    dropout_seed: u64,
+) -> Result<(f64, Vec<Vec<f32>>)> {
+    let batch = loss_batch(model, examples)?;
+    let vars = adapter.vars();
+    let layer_of: Vec<Option<usize>> = adapter
+        .pairs
+        .iter()
+        .flat_map(|pair| {
+            let layer = pair
+                .module
+                .strip_prefix("model.layers.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|idx| idx.parse::<usize>().ok());
+            [layer, layer]
+        })
+        .collect();
+    let seed_layer = |idx: usize| adapter.dropout.start(mix(dropout_seed, idx as u64, 0x5eed));
+
+    let mut inputs = Vec::with_capacity(model.num_layers());
+    let mut xs = model.embed(&batch.input)?;
+    for idx in 0..model.num_layers() {
+        seed_layer(idx);
+        let out = model.layer_forward(idx, &xs)?.detach();
+        inputs.push(xs);
+        xs = out;
+    }
+    let top = candle_core::Var::from_tensor(&xs)?;
+    let loss_sum = head_loss(model, top.as_tensor(), &batch)?;
+    let loss_value = f64::from(loss_sum.to_scalar::<f32>()?);
+    let grads = (&loss_sum * scale)?.backward()?;
+    let mut upstream = match grads.get(top.as_tensor()) {
+        Some(grad) => grad.clone(),
+        None => {
+            return Err(Error::InvalidInput {
+                reason: "the loss does not depend on the hidden states".into(),
+            })
+        }
+    };
+    drop(grads);
+    let mut values: Vec<Vec<f32>> = vars.iter().map(|var| vec![0f32; var.elem_count()]).collect();
+    for idx in (0..model.num_layers()).rev() {
+        seed_layer(idx);
+        let input = candle_core::Var::from_tensor(&inputs[idx])?;
+        let out = model.layer_forward(idx, input.as_tensor())?;
+        let grads = (out * &upstream)?.sum_all()?.backward()?;
+        for (slot, var) in vars.iter().enumerate() {
+            if layer_of[slot] == Some(idx) {
+                if let Some(grad) = grads.get(var.as_tensor()) {
+                    values[slot] = grad.flatten_all()?.to_vec1::<f32>()?;
+                }
+            }
+        }
+        if idx > 0 {
+            upstream = match grads.get(input.as_tensor()) {
+                Some(grad) => grad.clone(),
+                None => break,
+            };
+        }
+    }
+    Ok((loss_value, values))
 }
 
 /// Mean answer-token loss over the validation examples (dropout off), over all ranks.
