@@ -81,6 +81,9 @@ pub struct EstimateConfig {
     pub batch: u64,
     /// Padded tokens per sequence (prompt and answer together).
     pub seq: u64,
+    /// Tokens per sequence the loss reads (the answer and EOS); only profiles that compute logits
+    /// at those positions alone use it. `seq` is the conservative choice.
+    pub answer_tokens: u64,
     pub targets: Targets,
     pub profile: Profile,
 }
@@ -133,6 +136,11 @@ pub fn estimate(shape: &ModelShape, config: &EstimateConfig) -> Result<MemoryEst
     let (inference_weights, _) = base_weights(shape, config.bits, profile, Phase::Inference);
     let n_adapter = adapter_params(shape, config.targets, config.rank);
     let tokens = config.batch * config.seq;
+    let logit_rows = if profile.logits_at_loss_positions_only {
+        config.batch * config.answer_tokens.clamp(1, config.seq)
+    } else {
+        tokens
+    };
     let unquantized = shape.n_unquantized_params();
 
     let training = Breakdown::new(vec![
@@ -143,9 +151,10 @@ pub fn estimate(shape: &ModelShape, config: &EstimateConfig) -> Result<MemoryEst
         component("adapter gradients", n_adapter * profile.adapter_bytes),
         component("optimizer state", n_adapter * profile.optimizer_bytes_per_param),
         component("activations", tokens * saved_bytes_per_token(shape, config)),
-        component("logits", tokens * shape.vocab_size * profile.logit_bytes_training),
+        component("logits", logit_rows * shape.vocab_size * profile.logit_bytes_training),
         component("overhead", profile.overhead_bytes),
     ]);
+    let training = with_load_peak(training, shape, profile);
     let kv_cache = tokens * shape.num_layers * 2 * shape.kv_dim() * profile.activation_bytes;
     let inference = Breakdown::new(vec![
         component("base weights", inference_weights),
@@ -157,6 +166,19 @@ pub fn estimate(shape: &ModelShape, config: &EstimateConfig) -> Result<MemoryEst
         component("overhead", profile.overhead_bytes),
     ]);
     Ok(MemoryEstimate { training, inference })
+}
+
+/// Adds the part of loading that exceeds the training step when the base is loaded in f32 and
+/// quantized afterwards (the peak is the larger of the two).
+fn with_load_peak(training: Breakdown, shape: &ModelShape, profile: &Profile) -> Breakdown {
+    if !profile.loads_f32_first {
+        return training;
+    }
+    let f32_model = shape.n_params() * 4 + profile.overhead_bytes;
+    let excess = f32_model.saturating_sub(training.total);
+    let mut items = training.items;
+    items.push(component("loading (f32 before quantizing)", excess));
+    Breakdown::new(items)
 }
 
 fn component(name: &'static str, bytes: u64) -> Component {
@@ -216,7 +238,9 @@ fn saved_bytes_per_token(shape: &ModelShape, config: &EstimateConfig) -> u64 {
     match profile.saved {
         // Each layer's input, plus one layer rebuilt during its backward.
         SavedActivations::LayerInputs => {
-            shape.num_layers * shape.hidden_size * profile.residual_bytes + layer + final_norm
+            shape.num_layers * shape.hidden_size * profile.residual_bytes
+                + profile.rebuilt_layer_copies * layer
+                + final_norm
         }
         SavedActivations::Everything => shape.num_layers * layer + final_norm,
     }

@@ -245,3 +245,57 @@ fn gradient_checkpointing_gives_the_same_training_as_keeping_activations() {
     assert!(max_diff < 1e-5, "checkpointed training differs by {max_diff}");
     assert!(checkpointed.iter().flatten().any(|&v| v != 0.0));
 }
+
+#[test]
+fn a_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
+    let data = toy_examples(40, 6);
+    let mut config = config(8);
+    config.checkpoint_every = 2;
+    config.optim.lr = 1e30;
+    config.optim.clip = 0.0;
+    config.optim.warmup_steps = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = tiny_model(1);
+    let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed }).unwrap();
+    let job = TrainJob {
+        config: &config,
+        model: &model,
+        adapter: &adapter,
+        train: &data,
+        validation: &data[..4],
+        run_dir: dir.path(),
+        resume: false,
+        base_model: "tiny",
+    };
+    let error = train(&job, &mut SingleProcess::new(), &mut |_| ControlFlow::Continue(())).unwrap_err().to_string();
+    assert!(error.contains("at step"), "{error}");
+    let checkpoints = trainer::train::checkpoint::CheckpointDir::new(dir.path());
+    let latest = checkpoints.latest_dir().unwrap();
+    if let Some(latest) = latest {
+        // Whatever was saved before the loss went bad is complete and readable.
+        let names: Vec<String> = adapter.named_vars().into_iter().map(|(name, _)| name).collect();
+        let checkpoint = checkpoints.load_latest(&names).unwrap().unwrap();
+        assert!(error.contains(&format!("step {}", checkpoint.state.step)), "{error}");
+        assert_eq!(checkpoint.dir, latest);
+    } else {
+        assert!(error.contains("none"), "{error}");
+    }
+}
+
+#[test]
+fn a_checkpoint_write_killed_midway_leaves_the_previous_one_in_force() {
+    let data = toy_examples(40, 7);
+    let mut config = config(4);
+    config.checkpoint_every = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _) = run(&config, BaseBits::F32, &data, dir.path(), false, &mut SingleProcess::new(), Some(2));
+    // A later save that died after creating its temporary directory and half a file.
+    let tmp = dir.path().join("checkpoints/.tmp-step-0000004");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("adapter_model.safetensors"), b"\x10\x00\x00").unwrap();
+    let (resumed, actual) = run(&config, BaseBits::F32, &data, dir.path(), true, &mut SingleProcess::new(), None);
+    assert_eq!(resumed.resumed_from, Some(2));
+    let whole = tempfile::tempdir().unwrap();
+    let (_, expected) = run(&config, BaseBits::F32, &data, whole.path(), false, &mut SingleProcess::new(), None);
+    assert_eq!(actual, expected);
+}

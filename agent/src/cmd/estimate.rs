@@ -35,11 +35,15 @@ pub struct Args {
     /// Padded tokens per sequence.
     #[arg(long, default_value_t = 64)]
     seq: u64,
+    /// Tokens per sequence the loss reads (answer and EOS); the cpu profile computes logits only
+    /// there. Default: the whole sequence.
+    #[arg(long)]
+    answer_tokens: Option<u64>,
     /// Projections that carry an adapter.
     #[arg(long, value_enum, default_value = "qkv")]
     targets: TargetsArg,
     /// Framework: gpu (FinLoRA's transformers + PEFT + bitsandbytes) or cpu (finagent on candle,
-    /// not yet calibrated).
+    /// calibrated against `finagent bench train`; its 16 bits means finagent's f32 base).
     #[arg(long, value_enum, default_value = "gpu")]
     profile: ProfileArg,
     /// Print one JSON object instead of the table.
@@ -81,6 +85,7 @@ pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
         rank: args.rank,
         batch: args.batch,
         seq: args.seq,
+        answer_tokens: args.answer_tokens.unwrap_or(args.seq),
         targets,
         profile,
     };

@@ -40,6 +40,15 @@ pub struct Profile {
     pub extra_hidden_per_layer: u64,
     /// Bytes per logit element alive at the loss while training (all copies together).
     pub logit_bytes_training: u64,
+    /// Logits are computed only at the positions the loss reads (finagent), not at every position
+    /// of the sequence (transformers).
+    pub logits_at_loss_positions_only: bool,
+    /// The base is loaded in f32 and quantized afterwards, so loading briefly holds the whole f32
+    /// model: the peak is the larger of that and the training step.
+    pub loads_f32_first: bool,
+    /// With checkpointing, copies of the rebuilt layer's intermediates alive at once during its
+    /// backward (1: the intermediates; 2: their gradients as well, as candle's tape holds them).
+    pub rebuilt_layer_copies: u64,
     /// Fixed cost not tied to the model: CUDA context, cuBLAS workspace, allocator slack.
     pub overhead_bytes: u64,
 }
@@ -70,31 +79,39 @@ pub const GPU_FINLORA: Profile = Profile {
     attention_scores: false,
     extra_hidden_per_layer: 0,
     logit_bytes_training: 8,
+    logits_at_loss_positions_only: false,
+    loads_f32_first: false,
+    rebuilt_layer_copies: 1,
     overhead_bytes: GIB / 4,
 };
 
-/// finagent itself on the CPU (candle): f32 everywhere, the autograd tape keeps every
-/// intermediate of the forward pass (no checkpointing, eager attention), the base stays resident
-/// in its quantized form with f32 embedding and norms, and there is no device context.
+/// finagent itself on the CPU (candle), as `finagent train` runs by default: f32 everywhere,
+/// layer-wise gradient checkpointing (each layer's input kept; one layer's intermediates, eager
+/// attention scores included, rebuilt at a time), logits only at the answer positions, the base
+/// resident in its quantized form with f32 embedding and norms, loaded in f32 first.
 ///
-/// Uncalibrated: `extra_hidden_per_layer` counts the ops of our RMSNorm (square, mean, scaled
-/// input ×2 norms) and rotary embedding (two halves each of q and k) as hidden-sized; the logits
-/// keep the f32 logits, their log-softmax and its gradient (12 bytes). To be fitted to measured
-/// peak RSS.
+/// Calibrated against `finagent bench train` peak RSS on SmolLM2-135M (batch 8, seq 128, rank 8,
+/// 8 answer tokens per row; docs/estimate.md): `extra_hidden_per_layer` counts the elementwise
+/// temporaries of our RMSNorm and rotary backward and the LoRA dropout masks, the logits keep the
+/// f32 logits, their log-softmax and its gradient (12 bytes), and `overhead_bytes` is the
+/// process's resident size before the model (binary, tokenizer, allocator).
 pub const CPU_FINAGENT: Profile = Profile {
     name: "cpu",
     frozen_bytes_training: 4,
     frozen_bytes_inference: 4,
-    upcast_16bit_base: false,
+    upcast_16bit_base: true,
     adapter_bytes: 4,
     optimizer_bytes_per_param: 8,
     activation_bytes: 4,
     residual_bytes: 4,
-    saved: SavedActivations::Everything,
+    saved: SavedActivations::LayerInputs,
     attention_scores: true,
     extra_hidden_per_layer: 8,
     logit_bytes_training: 12,
-    overhead_bytes: 0,
+    logits_at_loss_positions_only: true,
+    loads_f32_first: true,
+    rebuilt_layer_copies: 2,
+    overhead_bytes: 64 << 20,
 };
 
 /// The built-in profiles, by name.

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# LoRA training speed and peak memory: `finagent bench train` and the peer
+# (../shared/bench/peft_train_bench.py: transformers + PEFT + bitsandbytes) on the same machine in
+# the same run, at 32, 8 and 4 bits, batch 8, sequence 128, rank 8 on q/k/v. Prints each JSON line
+# and the ratios finagent/peer. Needs the peer venv (../shared/bench/setup_peer.sh) and an HF folder
+# of the default model (made here with gguf_to_hf.py when missing).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+shared=${FINAGENT_SHARED:-$(cd "$root/.." && pwd)/shared}
+model=${FINAGENT_MODEL:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+python=${PEER_PYTHON:-$(cd "$root/.." && pwd)/.peer-venv/bin/python}
+hf=${HF_MODEL_DIR:-/tmp/smollm2-hf}
+steps=${STEPS:-6}
+bits_list=${BITS:-"32 8 4"}
+cargo build --release --quiet -p agent --bin finagent
+bin=$root/target/release/finagent
+[ -f "$hf/config.json" ] || "$python" "$shared/bench/gguf_to_hf.py" "$model" "$hf" >/dev/null 2>&1
+
+for bits in $bits_list; do
+    ours=$("$bin" bench train --model "$model" --bits "$bits" --batch 8 --seq 128 --rank 8 --steps "$steps")
+    ours_kept=$("$bin" bench train --model "$model" --bits "$bits" --batch 8 --seq 128 --rank 8 --steps "$steps" \
+        --gradient-checkpointing false)
+    peer=$("$python" "$shared/bench/peft_train_bench.py" --model "$hf" --bits "$bits" --batch 8 --seq 128 \
+        --rank 8 --steps "$steps" 2>/dev/null | tail -1)
+    echo "$ours"
+    echo "$ours_kept"
+    echo "$peer"
+    python3 - "$ours" "$ours_kept" "$peer" <<'PY'
+import json, sys
+ours, kept, peer = (json.loads(arg) for arg in sys.argv[1:])
+for name, run in (("checkpointed", ours), ("activations kept", kept)):
+    print(json.dumps({"bits": run["bits"], "finagent": name,
+                      "tokens_per_sec_ratio": round(run["tokens_per_sec"] / peer["tokens_per_sec"], 3),
+                      "peak_rss_ratio": round(run["peak_rss_mb"] / peer["peak_rss_mb"], 3)}))
+PY
+done
