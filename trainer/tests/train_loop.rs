@@ -17,16 +17,17 @@ use trainer::train::run::token_loss;
 use trainer::train::{train, TrainConfig, TrainJob, TrainSummary};
 
 fn config(steps: usize) -> TrainConfig {
-    let mut config = TrainConfig::default();
-    config.steps = steps;
-    config.micro_batch = 4;
-    config.grad_accum = 2;
-    config.eval_every = 0;
-    config.checkpoint_every = 0;
-    config.lora = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.1, ..LoraConfig::default() };
-    config.optim.lr = 5e-3;
-    config.optim.warmup_steps = 2;
-    config
+    let defaults = TrainConfig::default();
+    TrainConfig {
+        steps,
+        micro_batch: 4,
+        grad_accum: 2,
+        eval_every: 0,
+        checkpoint_every: 0,
+        lora: LoraConfig { rank: 4, alpha: 8.0, dropout: 0.1, ..LoraConfig::default() },
+        optim: trainer::train::config::OptimConfig { lr: 5e-3, warmup_steps: 2, ..defaults.optim.clone() },
+        ..defaults
+    }
 }
 
 /// Trains a fresh tiny model (same seed every time) and returns the summary and the adapter values.

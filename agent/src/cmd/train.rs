@@ -77,8 +77,8 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         Some(path) => path,
         None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
     };
-    let (mut model, tokenizer) =
-        trainer::loader::load(&model_path).with_context(|| format!("cannot load model {}", model_path.display()))?;
+    let (mut model, tokenizer) = trainer::loader::load(&model_path)
+        .with_context(|| format!("cannot load model {}", model_path.display()))?;
     quantize_base(&mut model, config.base_bits()?)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed })?;
 
@@ -91,11 +91,12 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             train_set.too_long, config.data.max_seq_len, train_set.empty_answer
         );
     }
-    write_atomically(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
-    data.mixture.write_json(run_dir)?;
-
     let mut comm = collective()?;
     let is_main = comm.rank() == 0;
+    if is_main {
+        write_atomically(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+        data.mixture.write_json(run_dir)?;
+    }
     let counts: Vec<String> = data.counts.iter().map(|(task, count)| format!("{task} {count}")).collect();
     if is_main {
         eprintln!(
