@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use datasets::xbrl_prompt::{build_prompt, ContextLine, XbrlQuestionKind};
+use datasets::retrieval::{metric_value_question, retrieved_lines};
+use datasets::xbrl_prompt::{build_prompt, XbrlQuestionKind};
 use serde::Serialize;
 use taxonomy::Metric;
 use trainer::generate::{generate_greedy, GreedyConfig};
@@ -164,26 +165,6 @@ fn list_or_none(items: &[&str]) -> String {
     }
 }
 
-/// The question in FinLoRA's value-question shape, which the model was (or will be) tuned on.
-pub fn value_question(entity: &str, metric: Metric, year: i32) -> String {
-    format!(
-        "What is the value of {entity}'s {} for the Fiscal Year ending in FY {year}?",
-        metric.label().to_lowercase()
-    )
-}
-
-/// The prompt lines for retrieved facts, in FinLoRA's element form.
-pub fn context_lines(facts: &[FactHit]) -> Vec<ContextLine> {
-    facts
-        .iter()
-        .map(|hit| ContextLine {
-            concept: hit.concept.clone(),
-            value: hit.value.clone(),
-            residue: String::new(),
-        })
-        .collect()
-}
-
 /// Retrieves, prompts and checks. `model` is only loaded once facts were found.
 pub fn answer(
     index: &FactIndex,
@@ -217,8 +198,8 @@ pub fn answer(
     // FinLoRA's own one-shot example, so the prompt has the shape the XBRL adapters are tuned on.
     let prompt = build_prompt(
         XbrlQuestionKind::Value,
-        &context_lines(&shown),
-        &value_question(&entity_text, *metric, fiscal_year),
+        &retrieved_lines(&shown),
+        &metric_value_question(&entity_text, *metric, fiscal_year),
     );
     let model_answer = model()?.complete(&prompt)?;
     let matched = read_numbers(&model_answer)
@@ -304,7 +285,7 @@ mod tests {
     #[test]
     fn finlora_shaped_value_question() {
         assert_eq!(
-            value_question("Apple Inc.", Metric::Revenue, 2022),
+            metric_value_question("Apple Inc.", Metric::Revenue, 2022),
             "What is the value of Apple Inc.'s revenue for the Fiscal Year ending in FY 2022?"
         );
     }
