@@ -209,7 +209,7 @@ impl FourBitTensor {
             });
         }
         let byte = self.codes[element_idx / 2];
-        Ok(if element_idx % 2 == 0 { byte >> 4 } else { byte & 0x0f })
+        Ok(if element_idx.is_multiple_of(2) { byte >> 4 } else { byte & 0x0f })
     }
 
     /// Row-major f32 values `code[idx] * absmax[block]`.
@@ -253,7 +253,7 @@ fn quantize_blocks(data: &[f32], format: FourBitFormat, blocksize: usize) -> (Ve
 
 fn set_nibble(codes: &mut [u8], element_idx: usize, code_idx: u8) {
     let byte = &mut codes[element_idx / 2];
-    if element_idx % 2 == 0 {
+    if element_idx.is_multiple_of(2) {
         *byte = (*byte & 0x0f) | (code_idx << 4);
     } else {
         *byte = (*byte & 0xf0) | (code_idx & 0x0f);

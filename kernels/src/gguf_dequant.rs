@@ -64,7 +64,7 @@ impl GgufType {
     /// Bytes a tensor of `n_elements` occupies, or an error when the count does not fill whole blocks.
     pub fn byte_len(self, n_elements: usize) -> Result<usize> {
         let block_elements = self.block_elements();
-        if n_elements % block_elements != 0 {
+        if !n_elements.is_multiple_of(block_elements) {
             return Err(Error::DimensionMismatch {
                 what: "gguf tensor size",
                 left: format!("{n_elements} elements"),

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 
 /// How the base model's projection weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BaseBits {
+pub enum WeightBits {
     /// NF4 with double quantization (QLoRA): 4-bit codes, a u8 absmax per 64 weights, an f32
     /// absmax per 256 of those.
     Four,
@@ -33,13 +33,13 @@ pub enum BaseBits {
     Sixteen,
 }
 
-impl BaseBits {
+impl WeightBits {
     /// The width for `bits` = 4, 8 or 16.
-    pub fn from_bits(bits: u32) -> Result<BaseBits> {
+    pub fn from_bits(bits: u32) -> Result<WeightBits> {
         match bits {
-            4 => Ok(BaseBits::Four),
-            8 => Ok(BaseBits::Eight),
-            16 => Ok(BaseBits::Sixteen),
+            4 => Ok(WeightBits::Four),
+            8 => Ok(WeightBits::Eight),
+            16 => Ok(WeightBits::Sixteen),
             other => Err(Error::InvalidInput {
                 reason: format!("unsupported base weight width {other} bits (supported: 4, 8, 16)"),
             }),
@@ -48,9 +48,9 @@ impl BaseBits {
 
     pub fn bits(self) -> u32 {
         match self {
-            BaseBits::Four => 4,
-            BaseBits::Eight => 8,
-            BaseBits::Sixteen => 16,
+            WeightBits::Four => 4,
+            WeightBits::Eight => 8,
+            WeightBits::Sixteen => 16,
         }
     }
 }
@@ -76,7 +76,7 @@ impl Targets {
 /// One run to estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EstimateConfig {
-    pub bits: BaseBits,
+    pub bits: WeightBits,
     pub rank: u64,
     pub batch: u64,
     /// Padded tokens per sequence (prompt and answer together).
@@ -193,18 +193,18 @@ enum Phase {
 
 /// Bytes of the projection weights and of their quantization constants. bitsandbytes quantizes
 /// each weight tensor on its own, so blocks and rows are counted per projection.
-fn base_weights(shape: &ModelShape, bits: BaseBits, profile: &Profile, phase: Phase) -> (u64, u64) {
+fn base_weights(shape: &ModelShape, bits: WeightBits, profile: &Profile, phase: Phase) -> (u64, u64) {
     let mut weights = 0;
     let mut constants = 0;
     for projection in shape.projections() {
         let n = projection.n_params();
         let (tensor_weights, tensor_constants) = match bits {
-            BaseBits::Four => (n.div_ceil(2), nf4_constants(n)),
-            BaseBits::Eight => (n, projection.out_features * 4),
-            BaseBits::Sixteen if phase == Phase::Training && profile.upcast_16bit_base => {
+            WeightBits::Four => (n.div_ceil(2), nf4_constants(n)),
+            WeightBits::Eight => (n, projection.out_features * 4),
+            WeightBits::Sixteen if phase == Phase::Training && profile.upcast_16bit_base => {
                 (n * profile.frozen_bytes_training, 0)
             }
-            BaseBits::Sixteen => (n * 2, 0),
+            WeightBits::Sixteen => (n * 2, 0),
         };
         weights += tensor_weights;
         constants += tensor_constants;

@@ -4,14 +4,14 @@
 use std::path::PathBuf;
 
 use trainer::estimate::{
-    adapter_params, estimate, BaseBits, EstimateConfig, ModelShape, Targets, CPU_FINAGENT, GIB, GPU_FINLORA,
+    adapter_params, estimate, EstimateConfig, ModelShape, Targets, WeightBits, CPU_FINAGENT, GIB, GPU_FINLORA,
 };
 
 /// FinLoRA's settings (`lora/lora/train_lora.py`, docs/source/benchmark_results/resources.rst):
 /// batch 8, LoRA on q/k/v, 64 padded tokens (see `trainer::estimate`).
 fn finlora(bits: u32, rank: u64, batch: u64) -> EstimateConfig {
     EstimateConfig {
-        bits: BaseBits::from_bits(bits).expect("4, 8 or 16"),
+        bits: WeightBits::from_bits(bits).expect("4, 8 or 16"),
         rank,
         batch,
         seq: 64,
@@ -108,7 +108,7 @@ fn missing_model_path_is_an_error_naming_it() {
 
 #[test]
 fn unsupported_widths_and_zero_sizes_are_rejected() {
-    let error = BaseBits::from_bits(3).expect_err("3 bits");
+    let error = WeightBits::from_bits(3).expect_err("3 bits");
     assert!(error.to_string().contains("3 bits"), "{error}");
     let config = EstimateConfig { batch: 0, ..finlora(4, 8, 8) };
     let error = estimate(&preset("smollm2-135m"), &config).expect_err("batch 0");
@@ -167,8 +167,9 @@ fn more_bits_rank_batch_or_seq_never_reduce_memory() {
 fn cpu_profile_has_no_device_overhead_and_logits_only_where_the_loss_reads() {
     let shape = preset("smollm2-135m");
     let gpu = estimate(&shape, &finlora(4, 8, 8)).expect("valid config");
-    let cpu = estimate(&shape, &EstimateConfig { profile: CPU_FINAGENT, answer_tokens: 8, ..finlora(4, 8, 8) })
-        .expect("valid config");
+    let cpu =
+        estimate(&shape, &EstimateConfig { profile: CPU_FINAGENT, answer_tokens: 8, ..finlora(4, 8, 8) })
+            .expect("valid config");
     // The process's own resident size only, far below a CUDA context.
     assert!(cpu.training.get("overhead") < gpu.training.get("overhead"));
     // Logits at 8 of 64 positions.
@@ -187,7 +188,7 @@ const MEASURED_FINAGENT_PEAK_MIB: [(u32, f64); 3] = [(4, 580.0), (8, 627.0), (16
 fn cpu_profile_predicts_finagents_measured_peak_within_15_percent() {
     for (bits, measured) in MEASURED_FINAGENT_PEAK_MIB {
         let config = EstimateConfig {
-            bits: BaseBits::from_bits(bits).expect("4, 8 or 16"),
+            bits: WeightBits::from_bits(bits).expect("4, 8 or 16"),
             rank: 8,
             batch: 8,
             seq: 128,
@@ -195,9 +196,13 @@ fn cpu_profile_predicts_finagents_measured_peak_within_15_percent() {
             targets: Targets::Qkv,
             profile: CPU_FINAGENT,
         };
-        let predicted = estimate(&preset("smollm2-135m"), &config).expect("valid").training.total as f64 / 1048576.0;
+        let predicted =
+            estimate(&preset("smollm2-135m"), &config).expect("valid").training.total as f64 / 1048576.0;
         let ratio = predicted / measured;
         eprintln!("{bits}-bit: predicted {predicted:.0} MiB, measured {measured:.0} MiB, ratio {ratio:.3}");
-        assert!((0.85..=1.15).contains(&ratio), "{bits}-bit: predicted {predicted:.0} MiB vs measured {measured:.0}");
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{bits}-bit: predicted {predicted:.0} MiB vs measured {measured:.0}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use trainer::estimate::{
-    adapter_params, estimate, BaseBits, Breakdown, EstimateConfig, ModelShape, Profile, Targets,
+    adapter_params, estimate, Breakdown, EstimateConfig, ModelShape, Profile, Targets, WeightBits,
     CPU_FINAGENT, GIB, GPU_FINLORA, PRESETS,
 };
 
@@ -25,7 +25,7 @@ pub struct Args {
     model: String,
     /// Width of the base weights: 4 (NF4, double quantization), 8 (LLM.int8) or 16 (bf16).
     #[arg(long, default_value = "4", value_parser = parse_bits)]
-    bits: BaseBits,
+    bits: WeightBits,
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
     rank: u64,
@@ -65,9 +65,9 @@ enum ProfileArg {
     Cpu,
 }
 
-fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
+fn parse_bits(text: &str) -> std::result::Result<WeightBits, String> {
     let bits: u32 = text.parse().map_err(|_| format!("{text} is not a number of bits (4, 8 or 16)"))?;
-    BaseBits::from_bits(bits).map_err(|e| e.to_string())
+    WeightBits::from_bits(bits).map_err(|e| e.to_string())
 }
 
 pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {

@@ -33,7 +33,7 @@ impl<'a> FourBitRows<'a> {
         blocksize: usize,
         (out_features, in_features): (usize, usize),
     ) -> Option<Self> {
-        let aligned = blocksize >= CHUNK && blocksize % CHUNK == 0 && in_features % blocksize == 0;
+        let aligned = blocksize >= CHUNK && blocksize.is_multiple_of(CHUNK) && in_features % blocksize == 0;
         let fits = codes.len() >= out_features * in_features / 2
             && absmax.len() >= out_features * in_features / blocksize.max(1);
         (aligned && fits).then_some(FourBitRows { codes, absmax, lut, blocksize, in_features })
@@ -50,7 +50,9 @@ impl<'a> FourBitRows<'a> {
 
     fn check_cols(&self, cols: &Range<usize>) {
         assert!(
-            cols.start % CHUNK == 0 && cols.end % CHUNK == 0 && cols.end <= self.in_features,
+            cols.start.is_multiple_of(CHUNK)
+                && cols.end.is_multiple_of(CHUNK)
+                && cols.end <= self.in_features,
             "4-bit column range {cols:?} is not chunk-aligned within {} features",
             self.in_features
         );
@@ -217,7 +219,6 @@ fn decode_row_scalar(
 
 // The AVX-512 intrinsics are stable since Rust 1.89, which this module (and so the crate) needs.
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 mod x86 {
     //! AVX-512 and AVX2 versions; callers check the CPU features and the slice extents.
 

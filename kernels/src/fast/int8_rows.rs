@@ -108,7 +108,6 @@ fn decode(codes: &[i8], row_absmax: f32, out: &mut [f32]) {
 
 // The AVX-512 intrinsics are stable since Rust 1.89, which this module (and so the crate) needs.
 #[cfg(target_arch = "x86_64")]
-#[clippy::msrv = "1.89"]
 mod x86 {
     //! AVX-512 and AVX2 versions; callers check the CPU features and the slice extents.
 

@@ -60,7 +60,7 @@ impl Call {
         if send_len != recv_len {
             return Err(format!("all_to_all send has {send_len} bytes but recv has {recv_len}"));
         }
-        if send_len % world_size != 0 {
+        if !send_len.is_multiple_of(world_size) {
             return Err(format!(
                 "all_to_all send has {send_len} bytes, not a multiple of world size {world_size}"
             ));

@@ -50,8 +50,8 @@ pub fn rank_values(rank: usize, len: usize) -> Vec<f32> {
     (0..len)
         .map(|idx| {
             let small = ((rank * 7919 + idx * 104_729) % 2003) as f32 / 2003.0 + 0.5;
-            if (idx + rank) % 3 == 0 {
-                let sign = if rank % 2 == 0 { 1.0 } else { -1.0 };
+            if (idx + rank).is_multiple_of(3) {
+                let sign = if rank.is_multiple_of(2) { 1.0 } else { -1.0 };
                 sign * small * 1.0e7
             } else {
                 small

@@ -251,7 +251,7 @@ impl ZeroOneAdam {
         let exp_avg_sq = &mut self.exp_avg_sq[idx];
         if self.frozen {
             update_moment(exp_avg, grad);
-        } else if t % self.var_interval == 0 {
+        } else if t.is_multiple_of(self.var_interval) {
             for (v, g) in exp_avg_sq.iter_mut().zip(grad) {
                 *v = *v * beta2 + v_weight * g * g;
             }
@@ -281,7 +281,7 @@ impl ZeroOneAdam {
             }
         }
 
-        if self.frozen && t % self.local_step_interval == 0 {
+        if self.frozen && t.is_multiple_of(self.local_step_interval) {
             for (p, u) in param.iter_mut().zip(momentum.iter()) {
                 *p += -u;
             }
@@ -311,7 +311,7 @@ impl ZeroOneAdam {
     fn advance_schedule(&mut self) {
         let t = self.step;
         if self.frozen {
-            if t % self.local_step_interval == 0 {
+            if t.is_multiple_of(self.local_step_interval) {
                 self.lrs = 0.0;
             }
             self.local_step_counter += 1;
@@ -321,14 +321,14 @@ impl ZeroOneAdam {
                     self.config.local_step_clipper.min(self.local_step_interval.saturating_mul(2));
             }
         } else {
-            if t % self.var_interval == 0 {
+            if t.is_multiple_of(self.var_interval) {
                 self.var_counter += 1;
                 if self.var_counter == self.config.var_update_scaler {
                     self.var_counter = 0;
                     self.var_interval = self.var_interval.saturating_mul(2);
                 }
             }
-            self.allreduce_next = (t + 1) % self.var_interval == 0;
+            self.allreduce_next = (t + 1).is_multiple_of(self.var_interval);
         }
         if t > self.config.var_freeze_step {
             self.frozen = true;
