@@ -10,6 +10,7 @@ use serde::Serialize;
 use taxonomy::Metric;
 use trainer::generate::{generate_greedy, GreedyConfig};
 use trainer::model::Llama;
+use trainer::quantize::{quantize_base, BaseBits};
 use trainer::tokenizer::Tokenizer;
 use xbrl::{FactHit, FactIndex, Period};
 
@@ -30,9 +31,21 @@ pub struct LanguageModel {
 }
 
 impl LanguageModel {
+    /// Loads the model as stored (f32 after dequantizing GGUF blocks).
     pub fn load(path: &Path) -> Result<Self> {
-        let (model, tokenizer) =
+        Self::load_with(path, BaseBits::F32, None)
+    }
+
+    /// Loads the model, re-quantizes its decoder projections to `bits` and attaches the PEFT
+    /// adapter in `adapter`, if given (the setting the adapter was trained in).
+    pub fn load_with(path: &Path, bits: BaseBits, adapter: Option<&Path>) -> Result<Self> {
+        let (mut model, tokenizer) =
             trainer::loader::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
+        quantize_base(&mut model, bits)?;
+        if let Some(dir) = adapter {
+            trainer::peft::load_adapter(&mut model, dir)
+                .with_context(|| format!("cannot load adapter {} onto {}", dir.display(), path.display()))?;
+        }
         Ok(Self { model, tokenizer })
     }
 

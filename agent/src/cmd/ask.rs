@@ -13,6 +13,7 @@ use agent::config::{Paths, MIRROR_ENV, USER_AGENT_ENV};
 use agent::indexing::{discover, index_sources};
 use agent::model_fetch::ensure_default_model;
 use agent::question::Question;
+use trainer::quantize::BaseBits;
 use xbrl::FactIndex;
 
 #[derive(Debug, clap::Args)]
@@ -27,8 +28,19 @@ pub struct Args {
     /// downloaded on first use).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
+    /// LoRA adapter (PEFT format, e.g. `<run>/adapter` from `finagent train`) to answer with.
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
+    /// Precision of the base weights: 32 (as stored, dequantized to f32), 8 (int8) or 4 (NF4);
+    /// use the setting the adapter was trained with.
+    #[arg(long, default_value = "32", value_parser = parse_bits)]
+    bits: BaseBits,
     /// The question, e.g. "What was AAPL's 2022 revenue?".
     question: String,
+}
+
+fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
+    text.parse::<BaseBits>().map_err(|error| error.to_string())
 }
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
@@ -41,7 +53,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             return Ok(model.clone());
         }
         let path = ensure_default_model(&paths.model)?;
-        let model = Rc::new(LanguageModel::load(&path)?);
+        let model = Rc::new(LanguageModel::load_with(&path, args.bits, args.adapter.as_deref())?);
         let _ = loaded.set(model.clone());
         Ok(model)
     };
