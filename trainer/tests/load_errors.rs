@@ -153,3 +153,25 @@ fn bad_hf_folders_are_named() {
     let (error, message) = load_error(&empty.path().join("absent.gguf"));
     assert!(matches!(error, Error::Io { .. }) && message.contains("absent.gguf"), "{message}");
 }
+
+#[test]
+fn unknown_gguf_tensor_type_is_named() {
+    let dir = temp_dir();
+    let (metadata, tensors) = tiny_gguf_parts();
+    let whole = dir.path().join("whole.gguf");
+    tiny::write_gguf(&whole, &metadata, &tensors);
+    let mut bytes = std::fs::read(&whole).unwrap_or_else(|e| panic!("{e}"));
+    // The first tensor's info: name (u64 length + bytes), n_dims (u32), dims (u64 each), type (u32).
+    let (name, tensor) = &tensors[0];
+    let at = bytes
+        .windows(name.len())
+        .position(|window| window == name.as_bytes())
+        .unwrap_or_else(|| panic!("tensor name {name} not in the file"));
+    let type_at = at + name.len() + 4 + 8 * tensor.dims().len();
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    let patched = dir.path().join("unknown-type.gguf");
+    std::fs::write(&patched, bytes).unwrap_or_else(|e| panic!("{e}"));
+    let (_, message) = load_error(&patched);
+    assert!(message.contains("unknown-type.gguf"), "{message}");
+    assert!(message.contains("99"), "the message does not name the type id: {message}");
+}
