@@ -18,6 +18,14 @@ impl LayerKvCache {
         self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[2])
     }
 
+    /// Keeps the batch rows listed in `rows` (u32 indices), in that order.
+    pub(crate) fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        if let Some((keys, values)) = self.keys_values.take() {
+            self.keys_values = Some((keys.index_select(rows, 0)?, values.index_select(rows, 0)?));
+        }
+        Ok(())
+    }
+
     /// Appends this step's keys and values and returns all cached ones.
     fn append(&mut self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
         let all = match self.keys_values.take() {
@@ -29,6 +37,16 @@ impl LayerKvCache {
         self.keys_values = Some(all.clone());
         Ok(all)
     }
+}
+
+/// Where the tokens of a forward pass sit.
+#[derive(Debug, Clone, Copy)]
+pub enum Positions<'a> {
+    /// Every row's first new token sits at this position.
+    Start(usize),
+    /// Per-row positions `[batch, seq]` (u32), for left-padded batches whose rows start at
+    /// different columns; the key/value cache still counts columns.
+    Rows(&'a Tensor),
 }
 
 /// The attention block of one decoder layer.
@@ -63,13 +81,14 @@ impl Attention {
         }
     }
 
-    /// Attends `xs` (`[batch, seq, hidden]`, first token at `start_pos`) over the cached and new
-    /// positions. `mask` is the additive causal mask `[seq, start_pos + seq]`, absent for one token.
+    /// Attends `xs` (`[batch, seq, hidden]`, tokens at `positions`) over the cached and new
+    /// columns. `mask` is additive, `[seq, cached + seq]` (the causal mask) or `[batch, 1, 1, seq,
+    /// cached + seq]` (causal plus padding); absent for one token of an unpadded batch.
     pub fn forward(
         &self,
         xs: &Tensor,
         rope: &RotaryEmbedding,
-        start_pos: usize,
+        positions: Positions<'_>,
         mask: Option<&Tensor>,
         cache: Option<&mut LayerKvCache>,
     ) -> Result<Tensor> {
@@ -83,8 +102,18 @@ impl Attention {
         let values = split_heads(self.v_proj.forward(xs)?, n_kv_heads)?;
 
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let queries = (rope.apply(&queries, start_pos)? * scale)?;
-        let keys = rope.apply(&keys, start_pos)?;
+        let (queries, keys, start_pos) = match positions {
+            Positions::Start(start_pos) => {
+                (rope.apply(&queries, start_pos)?, rope.apply(&keys, start_pos)?, start_pos)
+            }
+            Positions::Rows(rows) => {
+                if xs.track_op() {
+                    candle_core::bail!("per-row positions are for inference only, not training")
+                }
+                (rope.apply_rows(&queries, rows)?, rope.apply_rows(&keys, rows)?, 0)
+            }
+        };
+        let queries = (queries * scale)?;
         let (keys, values) = match cache {
             Some(cache) => cache.append(keys, values)?,
             None => (keys, values),
@@ -133,4 +162,29 @@ pub fn causal_mask(seq_len: usize, start_pos: usize, device: &candle_core::Devic
         })
         .collect();
     Tensor::from_vec(mask, (seq_len, total_len), device)
+}
+
+/// The additive mask of a left-padded batch: row `b` sees cached-or-new column `col` when
+/// `col >= pad[b]` and the column is not in its future. `pad[b]` counts the padding columns at the
+/// start of row `b`. A padding query sees itself only, so its (discarded) output stays finite.
+/// Shape `[batch, 1, 1, seq_len, start_col + seq_len]`, broadcast over heads.
+pub fn padded_causal_mask(
+    pad: &[usize],
+    seq_len: usize,
+    start_col: usize,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let total_len = start_col + seq_len;
+    let mut mask = Vec::with_capacity(pad.len() * seq_len * total_len);
+    for &row_pad in pad {
+        for row in 0..seq_len {
+            let query_col = start_col + row;
+            for col in 0..total_len {
+                let visible =
+                    if query_col < row_pad { col == query_col } else { col >= row_pad && col <= query_col };
+                mask.push(if visible { 0.0 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Tensor::from_vec(mask, (pad.len(), 1, 1, seq_len, total_len), device)
 }

@@ -1,4 +1,7 @@
-//! Greedy decoding: one batched prefill of the prompt, then one token at a time through the cache.
+//! Greedy decoding: one batched prefill of the prompt, then one token at a time through the cache;
+//! for a batch of prompts, left-padded so every row computes what it would alone.
+
+use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::model::{Llama, LogitsPositions};
@@ -36,16 +39,90 @@ pub fn generate_greedy(model: &Llama, prompt_ids: &[u32], config: &GreedyConfig)
     }
 }
 
-/// The highest-scoring id of the last row of `[n, vocab]` logits (first one on ties, as torch).
-fn argmax_last(logits: &candle_core::Tensor) -> Result<u32> {
-    let n_rows = logits.dim(0)?;
-    let last = logits.get(n_rows.saturating_sub(1))?;
-    let scores: Vec<f32> = last.to_vec1()?;
+/// Greedily continues every prompt of `prompts` in one batch and returns each row's new tokens,
+/// equal to [`generate_greedy`] on that prompt alone. Prompts are left-padded; the padding is
+/// never attended and each row's positions start at its first real token. Finished rows leave
+/// the batch. Before every forward pass `on_rows` receives the indices (into `prompts`) of the
+/// rows in the batch, in batch order, so per-row state such as each row's adapter can follow.
+pub fn generate_greedy_batch(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    config: &GreedyConfig,
+    on_rows: &mut dyn FnMut(&[usize]) -> Result<()>,
+) -> Result<Vec<Vec<u32>>> {
+    let mut generated = vec![Vec::with_capacity(config.max_new_tokens); prompts.len()];
+    if prompts.is_empty() || config.max_new_tokens == 0 {
+        return Ok(generated);
+    }
+    let vocab_size = model.config().vocab_size;
+    for (row, prompt) in prompts.iter().enumerate() {
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput { reason: format!("prompt {row} of the batch is empty") });
+        }
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(Error::InvalidInput {
+                reason: format!("token id {bad} of prompt {row} is outside the vocabulary of {vocab_size}"),
+            });
+        }
+    }
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut pad: Vec<usize> = prompts.iter().map(|prompt| width - prompt.len()).collect();
+    // The padding id is arbitrary: padded columns are masked out of every real position.
+    let padded: Vec<u32> = prompts
+        .iter()
+        .flat_map(|prompt| std::iter::repeat_n(0, width - prompt.len()).chain(prompt.iter().copied()))
+        .collect();
+    let device = model.device();
+    let mut active: Vec<usize> = (0..prompts.len()).collect();
+    let mut cache = model.new_cache();
+    on_rows(&active)?;
+    let input = Tensor::from_vec(padded, (prompts.len(), width), device)?;
+    let mut logits = model.forward_padded(&input, &pad, &mut cache, LogitsPositions::Last)?;
+    loop {
+        let next_ids = argmax_rows(&logits)?;
+        let mut keep = Vec::with_capacity(active.len());
+        for (batch_row, (&row, &next)) in active.iter().zip(&next_ids).enumerate() {
+            generated[row].push(next);
+            let done = config.stop_ids.contains(&next) || generated[row].len() == config.max_new_tokens;
+            if !done {
+                keep.push(batch_row);
+            }
+        }
+        if keep.is_empty() {
+            return Ok(generated);
+        }
+        if keep.len() < active.len() {
+            cache.retain_rows(&keep, device)?;
+            active = keep.iter().map(|&batch_row| active[batch_row]).collect();
+            pad = keep.iter().map(|&batch_row| pad[batch_row]).collect();
+        }
+        let last: Vec<u32> = active.iter().filter_map(|&row| generated[row].last().copied()).collect();
+        on_rows(&active)?;
+        let input = Tensor::from_vec(last, (active.len(), 1), device)?;
+        logits = model.forward_padded(&input, &pad, &mut cache, LogitsPositions::Last)?;
+    }
+}
+
+/// The highest-scoring id of each row of `[batch, 1, vocab]` logits (first one on ties).
+fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
+    let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    Ok(rows.iter().map(|scores| first_max(scores)).collect())
+}
+
+fn first_max(scores: &[f32]) -> u32 {
     let mut best = (0usize, f32::NEG_INFINITY);
     for (id, &score) in scores.iter().enumerate() {
         if score > best.1 {
             best = (id, score);
         }
     }
-    Ok(best.0 as u32)
+    best.0 as u32
+}
+
+/// The highest-scoring id of the last row of `[n, vocab]` logits (first one on ties, as torch).
+fn argmax_last(logits: &candle_core::Tensor) -> Result<u32> {
+    let n_rows = logits.dim(0)?;
+    let last = logits.get(n_rows.saturating_sub(1))?;
+    let scores: Vec<f32> = last.to_vec1()?;
+    Ok(first_max(&scores))
 }

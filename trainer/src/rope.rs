@@ -53,6 +53,18 @@ impl RotaryEmbedding {
         }
     }
 
+    /// Rotates `xs` (`[batch, heads, seq, head_dim]`) where token `j` of row `b` sits at position
+    /// `positions[b][j]` (`[batch, seq]`, u32): left-padded batches give every row its own offset.
+    /// Inference only (no backward).
+    pub fn apply_rows(&self, xs: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len) = positions.dims2()?;
+        let flat = positions.flatten_all()?;
+        let half = self.cos.dim(1)?;
+        let cos = self.cos.index_select(&flat, 0)?.reshape((batch, seq_len, half))?;
+        let sin = self.sin.index_select(&flat, 0)?.reshape((batch, seq_len, half))?;
+        candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
+    }
+
     /// Number of positions the tables cover.
     pub fn max_positions(&self) -> usize {
         self.max_positions

@@ -1,0 +1,317 @@
+//! `finagent eval`: the base model, or the base with adapters routed per task, on task test sets
+//! (batched greedy generation or label scoring), with FinLoRA's and strict metrics, resumable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use datasets::{DataDir, Example, LoadConfig, Split, Task};
+
+use agent::config::Paths;
+use agent::model_fetch::ensure_default_model;
+use trainer::eval::{
+    prompt_hash, task_metrics, AdapterEntry, EvalMode, EvalRun, Evaluator, PredictionLog, TaskBatch,
+    TaskMetrics,
+};
+use trainer::multi_lora::attach_adapters;
+use trainer::quantize::{quantize_base, BaseBits};
+
+/// What a resumed run must share with the run it continues.
+const SETTINGS_FILE: &str = "settings.json";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Comma-separated tasks with a test split, e.g. `fpb,tfns,ner`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', required = true)]
+    tasks: Vec<String>,
+    /// A PEFT adapter folder for every task (`DIR`) or for one task (`fpb=DIR`); repeatable.
+    #[arg(long = "adapter", value_name = "[TASK=]DIR")]
+    adapters: Vec<String>,
+    /// Precision of the frozen base: 4 (NF4), 8 (int8, the paper's evaluation setting) or 32.
+    #[arg(long, default_value_t = 8)]
+    bits: u32,
+    /// Evaluate only the first N test examples of each task.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// `generate` (free text, parsed), `score` (label log-likelihood, classification only), or both.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "generate")]
+    mode: Vec<String>,
+    /// Output folder: predictions (`<task>.<mode>.jsonl`) and `run.json`; must not exist unless --resume.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue an interrupted evaluation in --out, skipping the examples already answered.
+    #[arg(long)]
+    resume: bool,
+    /// The configuration's name in reports (default: the --out folder's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Base model: GGUF file or Hugging Face folder (default: the downloaded default model).
+    #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Print `run.json` on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Adapter folders and which task each serves (`None`: every task without its own).
+struct AdapterPlan {
+    dirs: Vec<PathBuf>,
+    by_task: HashMap<Task, usize>,
+    default: Option<usize>,
+    entries: Vec<AdapterEntry>,
+}
+
+pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
+    let tasks = parse_tasks(&args.tasks)?;
+    let modes: Vec<EvalMode> = args.mode.iter().map(|mode| mode.parse()).collect::<Result<_, _>>()?;
+    let bits = BaseBits::from_bits(args.bits)?;
+    let mut plan = plan_adapters(&args.adapters, &tasks)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if args.out.exists() && !args.resume {
+        bail!(
+            "{} already exists; pass --resume to continue that evaluation or choose another --out",
+            args.out.display()
+        );
+    }
+
+    let data_dir = DataDir::from_env();
+    let mut test_sets = Vec::with_capacity(tasks.len());
+    for &task in &tasks {
+        let loaded = data_dir
+            .load(task, Split::Test, &LoadConfig::default())
+            .with_context(|| format!("cannot evaluate {task}"))?;
+        let mut examples = loaded.examples;
+        if let Some(limit) = args.limit {
+            examples.truncate(limit);
+        }
+        let labels: Vec<String> = match task.labels(LoadConfig::default().nwgi) {
+            Some(labels) => labels.iter().map(|label| label.to_string()).collect(),
+            None if task == Task::Finer => data_dir.finer_tags()?,
+            None => Vec::new(),
+        };
+        for &mode in &modes {
+            if mode == EvalMode::Score && task.labels(LoadConfig::default().nwgi).is_none() {
+                bail!("--mode score needs a classification task; {task} has no closed label set");
+            }
+        }
+        test_sets.push((task, examples, labels));
+    }
+
+    let model_path = match args.model.clone() {
+        Some(path) => path,
+        None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    check_settings(&args.out, &model_path, bits, &plan, args.resume)?;
+
+    let load_started = Instant::now();
+    let (mut model, tokenizer) = trainer::loader::load(&model_path)
+        .with_context(|| format!("cannot load model {}", model_path.display()))?;
+    quantize_base(&mut model, bits)?;
+    let multi = if plan.dirs.is_empty() { None } else { Some(attach_adapters(&mut model, &plan.dirs)?) };
+    if let Some(multi) = &multi {
+        for (entry, loaded) in plan.entries.iter_mut().zip(&multi.adapters) {
+            entry.size_bytes = loaded.size_bytes;
+            entry.rank = loaded.config.rank;
+        }
+    }
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let evaluator = Evaluator {
+        model: &model,
+        tokenizer: &tokenizer,
+        router: multi.as_ref().map(|multi| multi.router.as_ref()),
+        batch_size: args.batch_size,
+    };
+
+    let mut results = Vec::new();
+    for (task, examples, labels) in &test_sets {
+        let adapter = plan.by_task.get(task).copied().or(plan.default);
+        for &mode in &modes {
+            let metrics = evaluate(&evaluator, &args.out, *task, mode, examples, labels, adapter)?;
+            results.push(metrics);
+        }
+    }
+
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.out.file_name().map_or_else(|| "run".to_string(), |name| name.to_string_lossy().into_owned())
+    });
+    let run = EvalRun {
+        name,
+        model: model_path.display().to_string(),
+        bits: bits.bits(),
+        batch_size: args.batch_size,
+        limit: args.limit,
+        adapters: plan.entries,
+        results,
+        peak_rss_bytes: peak_rss_bytes()?,
+        load_seconds,
+    };
+    run.write(&args.out)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    } else {
+        print_table(&run);
+    }
+    Ok(())
+}
+
+/// Answers the examples of one task not yet in its predictions log, then scores the whole log.
+fn evaluate(
+    evaluator: &Evaluator<'_>,
+    out: &Path,
+    task: Task,
+    mode: EvalMode,
+    examples: &[Example],
+    labels: &[String],
+    adapter: Option<usize>,
+) -> Result<TaskMetrics> {
+    let log_path = out.join(format!("{task}.{mode}.jsonl"));
+    let mut log = PredictionLog::open(&log_path)?;
+    let mut pending = Vec::new();
+    for example in examples {
+        if !log.is_done(&example.id, &prompt_hash(&example.prompt))? {
+            pending.push(example);
+        }
+    }
+    eprintln!(
+        "{task} ({mode}): {} examples to answer, {} already done",
+        pending.len(),
+        examples.len() - pending.len()
+    );
+    let work = TaskBatch { task, examples: &pending, adapter, labels };
+    evaluator.answer(&work, mode, &mut |prediction| log.append(prediction))?;
+    let all: Vec<&Example> = examples.iter().collect();
+    Ok(task_metrics(task, mode, &all, log.done(), labels)?)
+}
+
+fn parse_tasks(names: &[String]) -> Result<Vec<Task>> {
+    let mut tasks = Vec::new();
+    for name in names.iter().map(|name| name.trim()).filter(|name| !name.is_empty()) {
+        let task: Task = name.parse()?;
+        if !tasks.contains(&task) {
+            tasks.push(task);
+        }
+    }
+    if tasks.is_empty() {
+        bail!("--tasks names no task");
+    }
+    Ok(tasks)
+}
+
+fn plan_adapters(specs: &[String], tasks: &[Task]) -> Result<AdapterPlan> {
+    let mut plan =
+        AdapterPlan { dirs: Vec::new(), by_task: HashMap::new(), default: None, entries: Vec::new() };
+    for spec in specs {
+        let (task, dir) = match spec.split_once('=') {
+            Some((name, dir)) if name.parse::<Task>().is_ok() => {
+                (name.parse::<Task>().ok(), PathBuf::from(dir))
+            }
+            _ => (None, PathBuf::from(spec)),
+        };
+        if !dir.join(trainer::peft::ADAPTER_CONFIG).is_file() {
+            bail!("adapter {} has no {}", dir.display(), trainer::peft::ADAPTER_CONFIG);
+        }
+        let idx = match plan.dirs.iter().position(|known| *known == dir) {
+            Some(idx) => idx,
+            None => {
+                plan.dirs.push(dir.clone());
+                plan.entries.push(AdapterEntry {
+                    task: None,
+                    dir: dir.display().to_string(),
+                    rank: 0,
+                    size_bytes: 0,
+                });
+                plan.dirs.len() - 1
+            }
+        };
+        match task {
+            Some(task) => {
+                if !tasks.contains(&task) {
+                    bail!("--adapter {spec} routes {task}, which is not in --tasks");
+                }
+                if plan.by_task.insert(task, idx).is_some() {
+                    bail!("task {task} is given two adapters");
+                }
+                plan.entries[idx].task = Some(task.name().to_string());
+            }
+            None if plan.default.is_some() => {
+                bail!("only one --adapter may serve every task (got a second: {spec})")
+            }
+            None => plan.default = Some(idx),
+        }
+    }
+    Ok(plan)
+}
+
+/// Writes the run's model, bits and adapters on a fresh run; on --resume, refuses different ones.
+fn check_settings(out: &Path, model: &Path, bits: BaseBits, plan: &AdapterPlan, resume: bool) -> Result<()> {
+    let routes: BTreeMap<String, String> = plan
+        .by_task
+        .iter()
+        .map(|(task, &idx)| (task.name().to_string(), plan.dirs[idx].display().to_string()))
+        .collect();
+    let settings = serde_json::json!({
+        "model": model.display().to_string(),
+        "bits": bits.bits(),
+        "adapters": routes,
+        "default_adapter": plan.default.map(|idx| plan.dirs[idx].display().to_string()),
+    });
+    let path = out.join(SETTINGS_FILE);
+    if resume && path.is_file() {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let before: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+        if before != settings {
+            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits and --adapter", out.display());
+        }
+        return Ok(());
+    }
+    trainer::train::metrics::write_atomically(&path, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+    Ok(())
+}
+
+/// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.
+fn peak_rss_bytes() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse::<u64>().ok())
+        .context("no VmHWM line in /proc/self/status")?;
+    Ok(kib * 1024)
+}
+
+fn print_table(run: &EvalRun) {
+    println!(
+        "{:<14} {:<9} {:>5} {:>9} {:>9} {:>7} {:>8} {:>9} {:>8}",
+        "task", "mode", "n", "acc(FL)", "acc(str)", "F1", "F1(raw)", "unparsed", "s/ex"
+    );
+    for m in &run.results {
+        println!(
+            "{:<14} {:<9} {:>5} {:>8.2}% {:>8.2}% {:>7.3} {:>8.3} {:>8.1}% {:>8.4}",
+            m.task.name(),
+            m.mode.name(),
+            m.n_examples,
+            m.accuracy_finlora * 100.0,
+            m.accuracy_strict * 100.0,
+            m.f1_weighted,
+            m.f1_finlora_raw,
+            m.unparseable_share * 100.0,
+            m.seconds_per_example
+        );
+    }
+    println!(
+        "peak memory {:.0} MiB, load {:.1} s, adapters {} bytes",
+        run.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        run.load_seconds,
+        run.adapter_bytes()
+    );
+}

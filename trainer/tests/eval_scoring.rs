@@ -1,0 +1,80 @@
+//! The evaluator on the real model and FPB test prompts: label scoring gives each label the
+//! summed log-probability of its tokens after the prompt (checked against a plain forward pass)
+//! and picks the best, and generated answers do not depend on the batch size.
+
+mod common;
+
+use candle_core::D;
+use datasets::{DataDir, Example, LoadConfig, Split, Task};
+use trainer::eval::{EvalMode, Evaluator, Prediction, TaskBatch};
+use trainer::model::LogitsPositions;
+
+fn fpb_examples(n: usize) -> Option<Vec<Example>> {
+    let shared = common::shared_dir()?;
+    let loaded =
+        DataDir::new(shared.join("data")).load(Task::Fpb, Split::Test, &LoadConfig::default()).ok()?;
+    Some(loaded.examples.into_iter().take(n).collect())
+}
+
+fn answer(evaluator: &Evaluator<'_>, examples: &[&Example], mode: EvalMode) -> Vec<Prediction> {
+    let labels: Vec<String> = ["negative", "neutral", "positive"].map(String::from).to_vec();
+    let work = TaskBatch { task: Task::Fpb, examples, adapter: None, labels: &labels };
+    let mut predictions = Vec::new();
+    evaluator
+        .answer(&work, mode, &mut |prediction| {
+            predictions.push(prediction);
+            Ok(())
+        })
+        .unwrap();
+    predictions.sort_by(|a, b| a.id.cmp(&b.id));
+    predictions
+}
+
+#[test]
+fn label_scores_are_summed_token_log_probabilities() {
+    let Some((model, tokenizer)) = common::gguf_model() else { return };
+    let Some(examples) = fpb_examples(3) else { return };
+    let refs: Vec<&Example> = examples.iter().collect();
+    let evaluator = Evaluator { model, tokenizer, router: None, batch_size: 2 };
+    let predictions = answer(&evaluator, &refs, EvalMode::Score);
+    assert_eq!(predictions.len(), 3);
+    for prediction in &predictions {
+        let example = examples.iter().find(|example| example.id == prediction.id).unwrap();
+        let prompt = tokenizer.encode(&example.prompt, false).unwrap();
+        let scores = prediction.label_log_likelihoods.as_ref().unwrap();
+        for (label, score) in scores {
+            let label_ids = tokenizer.encode(label, false).unwrap();
+            let ids = [prompt.as_slice(), label_ids.as_slice()].concat();
+            let logits = model.forward_ids(&ids, 0, None, LogitsPositions::All).unwrap();
+            let log_probs: Vec<Vec<f32>> =
+                candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap().to_vec2().unwrap();
+            let expected: f64 = label_ids
+                .iter()
+                .enumerate()
+                .map(|(offset, &token)| f64::from(log_probs[prompt.len() + offset - 1][token as usize]))
+                .sum();
+            assert!((score - expected).abs() < 1e-3, "{label}: {score} vs {expected}");
+        }
+        let best = scores.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(label, _)| label.clone());
+        assert_eq!(Some(prediction.output.clone()), best);
+        assert_eq!(prediction.parsed, best);
+    }
+}
+
+#[test]
+fn generated_answers_do_not_depend_on_the_batch_size() {
+    let Some((model, tokenizer)) = common::gguf_model() else { return };
+    let Some(examples) = fpb_examples(4) else { return };
+    let refs: Vec<&Example> = examples.iter().collect();
+    let one = answer(&Evaluator { model, tokenizer, router: None, batch_size: 1 }, &refs, EvalMode::Generate);
+    let four =
+        answer(&Evaluator { model, tokenizer, router: None, batch_size: 4 }, &refs, EvalMode::Generate);
+    let outputs = |predictions: &[Prediction]| {
+        predictions
+            .iter()
+            .map(|p| (p.id.clone(), p.output.clone(), p.prompt_hash.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(outputs(&one), outputs(&four));
+    assert!(four.iter().all(|prediction| prediction.seconds > 0.0));
+}
