@@ -37,6 +37,12 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Estimate training and inference memory of LoRA over a 4/8/16-bit base, per component.
     Estimate(cmd::estimate::Args),
+    /// Evaluate the base model or base + adapters on task test sets (FinLoRA and strict metrics).
+    Eval(cmd::eval::Args),
+    /// Tables (paper Table 3, Tables 4/5) and bar charts over `finagent eval` runs.
+    Report(cmd::report::Args),
+    /// Write a model as the bitsandbytes 4/8-bit Hugging Face checkpoint transformers saves.
+    Quantize(cmd::quantize::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,9 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(home, args),
         Command::Bench(args) => cmd::bench::run(home, args),
         Command::Estimate(args) => cmd::estimate::run(home, args),
+        Command::Eval(args) => cmd::eval::run(home, args),
+        Command::Report(args) => cmd::report::run(home, args),
+        Command::Quantize(args) => cmd::quantize::run(home, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

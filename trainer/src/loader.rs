@@ -77,7 +77,7 @@ pub fn load_hf_model(dir: &Path) -> Result<Llama> {
 }
 
 /// The weight files of `dir`, in a stable order.
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.is_file() {
         let index: SafetensorsIndex = read_json(&index_path)?;

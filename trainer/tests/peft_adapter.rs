@@ -10,7 +10,8 @@ use trainer::peft::{load_adapter, save_adapter};
 
 fn model_path() -> Option<PathBuf> {
     let path = std::env::var_os("FINAGENT_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf")).to_path_buf()
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .to_path_buf()
     });
     if path.exists() {
         return Some(path);
@@ -32,10 +33,11 @@ fn an_adapter_written_by_peft_changes_the_logits_as_in_peft() {
     let ids: Vec<u32> = serde_json::from_value(meta["ids"].clone()).unwrap();
     let positions: Vec<usize> = serde_json::from_value(meta["positions"].clone()).unwrap();
     let stride: usize = serde_json::from_value(meta["vocab_stride"].clone()).unwrap();
-    let effect = candle_core::safetensors::load(fixture().join("peft_effect.safetensors"), &candle_core::Device::Cpu)
-        .unwrap()
-        .remove("effect")
-        .unwrap();
+    let effect =
+        candle_core::safetensors::load(fixture().join("peft_effect.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+            .remove("effect")
+            .unwrap();
     let peft_effect: Vec<Vec<f32>> = effect.to_vec2().unwrap();
 
     let (mut model, _) = trainer::loader::load(&model_path).unwrap();
@@ -76,7 +78,10 @@ fn a_finagent_adapter_round_trips_and_mismatches_are_named() {
     let dir = tempfile::tempdir().unwrap();
     save_adapter(&adapter, dir.path(), "default").unwrap();
     let config_json = std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap();
-    assert!(config_json.contains("\"peft_type\": \"LORA\"") && config_json.contains("\"r\": 3"), "{config_json}");
+    assert!(
+        config_json.contains("\"peft_type\": \"LORA\"") && config_json.contains("\"r\": 3"),
+        "{config_json}"
+    );
 
     let (mut fresh, _) = trainer::loader::load(&model_path).unwrap();
     load_adapter(&mut fresh, dir.path()).unwrap();
@@ -86,9 +91,13 @@ fn a_finagent_adapter_round_trips_and_mismatches_are_named() {
 
     // The fixture adapter's tensors do not fit a rank-3 config: the error names tensor and shapes.
     let broken = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture().join("adapter_model.safetensors"), broken.path().join("adapter_model.safetensors"))
+    std::fs::copy(
+        fixture().join("adapter_model.safetensors"),
+        broken.path().join("adapter_model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(broken.path().join("adapter_config.json"), config_json.replace("\"r\": 3", "\"r\": 4"))
         .unwrap();
-    std::fs::write(broken.path().join("adapter_config.json"), config_json.replace("\"r\": 3", "\"r\": 4")).unwrap();
     let (mut fresh, _) = trainer::loader::load(&model_path).unwrap();
     let error = load_adapter(&mut fresh, broken.path()).unwrap_err().to_string();
     assert!(error.contains("lora_A.weight") && error.contains("shape"), "{error}");

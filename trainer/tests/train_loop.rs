@@ -268,7 +268,8 @@ fn a_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint() {
         resume: false,
         base_model: "tiny",
     };
-    let error = train(&job, &mut SingleProcess::new(), &mut |_| ControlFlow::Continue(())).unwrap_err().to_string();
+    let error =
+        train(&job, &mut SingleProcess::new(), &mut |_| ControlFlow::Continue(())).unwrap_err().to_string();
     assert!(error.contains("at step"), "{error}");
     let checkpoints = trainer::train::checkpoint::CheckpointDir::new(dir.path());
     let latest = checkpoints.latest_dir().unwrap();
@@ -294,9 +295,11 @@ fn a_checkpoint_write_killed_midway_leaves_the_previous_one_in_force() {
     let tmp = dir.path().join("checkpoints/.tmp-step-0000004");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("adapter_model.safetensors"), b"\x10\x00\x00").unwrap();
-    let (resumed, actual) = run(&config, BaseBits::F32, &data, dir.path(), true, &mut SingleProcess::new(), None);
+    let (resumed, actual) =
+        run(&config, BaseBits::F32, &data, dir.path(), true, &mut SingleProcess::new(), None);
     assert_eq!(resumed.resumed_from, Some(2));
     let whole = tempfile::tempdir().unwrap();
-    let (_, expected) = run(&config, BaseBits::F32, &data, whole.path(), false, &mut SingleProcess::new(), None);
+    let (_, expected) =
+        run(&config, BaseBits::F32, &data, whole.path(), false, &mut SingleProcess::new(), None);
     assert_eq!(actual, expected);
 }
