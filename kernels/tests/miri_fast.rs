@@ -10,7 +10,9 @@
 //! tests only. Natively this file is an ordinary (fast) test of the same paths.
 
 use kernels::fast::{product, ProductConfig, ProductPath};
-use kernels::{product_reference, Direction, FourBitConfig, FourBitTensor, Int8Weight, Isa, QuantInput, QuantWeight};
+use kernels::{
+    product_reference, Direction, FourBitConfig, FourBitTensor, Int8Weight, Isa, QuantInput, QuantWeight,
+};
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed | 1;
@@ -31,18 +33,23 @@ fn isas() -> Vec<Isa> {
 
 #[test]
 fn fused_kernels_stay_in_bounds_and_match_the_reference() {
-    // 4-bit rows aligned to blocks (SIMD kernels), rows straddling blocks, int8 with SIMD tails.
+    // 4-bit rows aligned to blocks (SIMD kernels), int8 with SIMD tails, rows straddling blocks.
     let nf4 = FourBitConfig::default();
-    let weights = [
+    let mut weights = vec![
         QuantWeight::FourBit(FourBitTensor::quantize(&values(3 * 128, 1), &[3, 128], &nf4).expect("nf4")),
-        QuantWeight::FourBit(FourBitTensor::quantize(&values(3 * 70, 2), &[3, 70], &nf4).expect("nf4")),
         QuantWeight::Int8(Int8Weight::quantize(&values(5 * 37, 3), 5, 37, QuantInput::AsIs).expect("int8")),
     ];
+    if !cfg!(miri) {
+        // Rows that straddle blocks take the tiled path, whose `gemm` crate Miri cannot run.
+        weights.push(QuantWeight::FourBit(
+            FourBitTensor::quantize(&values(3 * 70, 2), &[3, 70], &nf4).expect("nf4"),
+        ));
+    }
     for weight in &weights {
         let (out_features, in_features) = weight.matrix_dims().expect("matrix");
         for direction in [Direction::Forward, Direction::Backward] {
             let width = if direction == Direction::Forward { in_features } else { out_features };
-            for rows in [1, 2, 5] {
+            for rows in [1, 2, 4] {
                 let input = values(rows * width, 7 + rows as u64);
                 let reference = product_reference(weight, direction, &input, rows).expect("reference");
                 for isa in isas() {
@@ -50,7 +57,10 @@ fn fused_kernels_stay_in_bounds_and_match_the_reference() {
                     let fast = product(weight, direction, &input, rows, &config).expect("fast path");
                     assert_eq!(fast.len(), reference.len());
                     for (fast, reference) in fast.iter().zip(&reference) {
-                        assert!((fast - reference).abs() <= 1e-4, "{isa:?} {direction:?} rows {rows}: {fast} vs {reference}");
+                        assert!(
+                            (fast - reference).abs() <= 1e-4,
+                            "{isa:?} {direction:?} rows {rows}: {fast} vs {reference}"
+                        );
                     }
                 }
             }
