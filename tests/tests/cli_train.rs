@@ -152,7 +152,8 @@ fn ask_runs_with_an_adapter_and_names_one_that_does_not_fit() {
     let fixture = common::workspace_root().join("trainer/tests/fixtures/peft_adapter");
     let question = "What was AAPL's 2022 revenue?";
     let model = model.to_str().unwrap();
-    let args = ["ask", "--json", "--model", model, "--bits", "8", "--adapter", fixture.to_str().unwrap(), question];
+    let args =
+        ["ask", "--json", "--model", model, "--bits", "8", "--adapter", fixture.to_str().unwrap(), question];
     let output = finagent(home.path(), &args, &env);
     assert!(output.status.success(), "ask with an adapter failed: {}", stderr(&output));
     let answer: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -161,8 +162,10 @@ fn ask_runs_with_an_adapter_and_names_one_that_does_not_fit() {
     // The same tensors under a config that claims rank 3: every A/B shape is wrong.
     let broken = home.path().join("broken-adapter");
     std::fs::create_dir_all(&broken).unwrap();
-    std::fs::copy(fixture.join("adapter_model.safetensors"), broken.join("adapter_model.safetensors")).unwrap();
-    let config = std::fs::read_to_string(fixture.join("adapter_config.json")).unwrap().replace("\"r\": 2", "\"r\": 3");
+    std::fs::copy(fixture.join("adapter_model.safetensors"), broken.join("adapter_model.safetensors"))
+        .unwrap();
+    let config =
+        std::fs::read_to_string(fixture.join("adapter_config.json")).unwrap().replace("\"r\": 2", "\"r\": 3");
     std::fs::write(broken.join("adapter_config.json"), config).unwrap();
     let args = ["ask", "--model", model, "--adapter", broken.to_str().unwrap(), question];
     let output = finagent(home.path(), &args, &env);

@@ -26,6 +26,8 @@ enum BenchCommand {
     Matmul(MatmulArgs),
     /// LoRA training steps on the default model: tokens/s and peak RSS as one JSON line.
     Train(super::bench_train::TrainArgs),
+    /// Prefill and greedy decode tokens/s on the default model as one JSON line.
+    Infer(super::bench_infer::InferArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +135,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     match args.command {
         BenchCommand::Matmul(args) => run_matmul(&args),
         BenchCommand::Train(args) => super::bench_train::run(home, args),
+        BenchCommand::Infer(args) => super::bench_infer::run(home, args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod bench_infer;
 pub mod bench_train;
 pub mod datasets;
 pub mod estimate;
