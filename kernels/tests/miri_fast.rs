@@ -2,8 +2,12 @@
 //! access against its allocation (the full `fast_paths.rs` sweep is too slow to interpret):
 //!
 //! ```sh
-//! RUSTFLAGS="-C target-feature=+avx2,+fma" cargo +nightly miri test -p kernels --test miri_fast
+//! MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks" RUSTFLAGS="-C target-feature=+avx2,+fma" \
+//!     cargo +nightly miri test -p kernels --test miri_fast
 //! ```
+//!
+//! Tree borrows, because rayon's crossbeam-epoch breaks the stricter stacked-borrows model on its
+//! own; ignoring leaks, because rayon's pool threads outlive `main`.
 //!
 //! Under Miri, CPU features come from `-C target-feature`, so the AVX2 kernels run when it names
 //! them; AVX-512 intrinsics are largely not implemented by Miri and are covered by the native
