@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// Answers questions about public XBRL filings with a small local LLM.
+/// Answers questions about public XBRL filings with a small local LLM, and finetunes, evaluates
+/// and quantizes such LLMs for finance (FinLoRA's QLoRA recipe).
 #[derive(Debug, Parser)]
-#[command(name = "finagent", version, about, long_about = None)]
+#[command(name = "finagent", version, long_about = None)]
 struct Cli {
     /// Where finagent keeps its index, models, downloads and cache.
     #[arg(long, global = true, env = "FINAGENT_HOME", value_name = "DIR")]
@@ -33,7 +34,7 @@ enum Command {
     Datasets(cmd::datasets::Args),
     /// Finetune LoRA adapters on a mixture of financial tasks over a 4/8/32-bit base.
     Train(cmd::train::Args),
-    /// Speed measurements printed as JSON lines (`bench matmul`: quantized linear products).
+    /// Speed and memory measurements as JSON lines: quantized matmul, training, inference.
     Bench(cmd::bench::Args),
     /// Estimate training and inference memory of LoRA over a 4/8/16-bit base, per component.
     Estimate(cmd::estimate::Args),

@@ -176,7 +176,19 @@ fn help_lists_every_command() {
     let output = finagent(home.path(), &["--help"], &[]);
     assert!(output.status.success());
     let text = stdout(&output);
-    for command in ["index", "ask", "fetch", "fetch-model"] {
+    for command in [
+        "index",
+        "ask",
+        "fetch",
+        "fetch-model",
+        "datasets",
+        "train",
+        "eval",
+        "report",
+        "estimate",
+        "quantize",
+        "bench",
+    ] {
         assert!(text.contains(command), "--help lacks {command}: {text}");
     }
 }
