@@ -9,14 +9,13 @@
 //! `P.weight.nested_absmax`, `P.weight.quant_map`, `P.weight.nested_quant_map` (F32) and
 //! `P.weight.quant_state.bitsandbytes__nf4` (the `json.dumps` of the non-tensor state as U8); per
 //! 8-bit projection `P.weight` (I8 `[out, in]`), `P.SCB` (F32) and `P.weight_format` (U8 scalar 0).
-//! The NF4 codes and int8 codes come from `kernels`; the nested absmax codes from
-//! `lut_blockwise`, because bitsandbytes' native CPU kernel does not pick the nearest code.
+//! The NF4 codes, nested absmax codes (bitsandbytes' native CPU lookup table) and int8 codes all
+//! come from `kernels`.
 //! The `safetensors` crate lays the file out as the Python library does (both are the same Rust
 //! code): header `{"__metadata__":{"format":"pt"}, ...}` padded with spaces to 8 bytes, tensors
 //! sorted by descending dtype then name.
 
 mod config;
-mod lut_blockwise;
 mod py_json;
 
 use std::borrow::Cow;
@@ -155,7 +154,7 @@ pub fn write_quantized(source: &Path, format: QuantizedFormat, out_dir: &Path) -
 fn nf4_parts(values: &[f32], shape: &[usize], prefix: &str) -> Result<Vec<(String, StoredTensor)>> {
     let plain = FourBitConfig { double_quant: false, ..FourBitConfig::default() };
     let tensor = FourBitTensor::quantize(values, shape, &plain).map_err(quant_error)?;
-    let double = lut_blockwise::double_quantize_absmax(&tensor.scales().absmax()).map_err(quant_error)?;
+    let double = kernels::DoubleQuantAbsmax::compress(&tensor.scales().absmax()).map_err(quant_error)?;
     let shape_text: Vec<String> = shape.iter().map(usize::to_string).collect();
     let quant_state = format!(
         "{{\"quant_type\": \"nf4\", \"blocksize\": {}, \"dtype\": \"float32\", \"shape\": [{}], \
