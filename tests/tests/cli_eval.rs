@@ -131,3 +131,49 @@ fn bad_inputs_are_clear_errors() {
     assert!(!unrouted.status.success());
     assert!(stderr(&unrouted).contains("adapter"), "{}", stderr(&unrouted));
 }
+
+#[test]
+fn label_mappings_are_selectable_and_recorded_for_resume() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let data = shared.join("data");
+    let env = [("FINAGENT_DATA", data.as_path())];
+    let model = model.to_str().unwrap().to_string();
+    let out = home.path().join("tfns");
+    let out = out.to_str().unwrap();
+    let base = [
+        "eval",
+        "--tasks",
+        "tfns,nwgi",
+        "--limit",
+        "2",
+        "--batch-size",
+        "2",
+        "--model",
+        &model,
+        "--out",
+        out,
+    ];
+    let mut finlora = base.to_vec();
+    finlora.extend(["--tfns", "finlora", "--nwgi", "seven", "--json"]);
+    let output = finagent(home.path(), &finlora, &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let nwgi = run["results"].as_array().unwrap().iter().find(|result| result["task"] == "nwgi").unwrap();
+    let classes = nwgi["per_class"].as_array().unwrap().len();
+    assert_eq!(classes, 7, "--nwgi seven scores all seven labels: {nwgi}");
+    let settings = std::fs::read_to_string(Path::new(out).join("settings.json")).unwrap();
+    assert!(settings.contains("\"fin_lora\"") && settings.contains("\"seven\""), "{settings}");
+
+    // Resuming with other mappings is refused; a bad value is named.
+    let mut other = base.to_vec();
+    other.push("--resume");
+    let output = finagent(home.path(), &other, &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--tfns"), "{}", stderr(&output));
+    let mut bogus = base.to_vec();
+    bogus.extend(["--nwgi", "bogus"]);
+    let output = finagent(home.path(), &bogus, &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("bogus"), "{}", stderr(&output));
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use datasets::{DataDir, Example, LoadConfig, Split, Task};
+use datasets::{DataDir, Example, LoadConfig, NwgiMapping, Split, Task, TfnsLabels};
 
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
@@ -55,6 +55,43 @@ pub struct Args {
     /// Print `run.json` on stdout instead of a table.
     #[arg(long)]
     json: bool,
+    /// NWGI labels: `finlora-polarity` (the 7-label prompt scored by polarity, what FinLoRA
+    /// effectively measures), `fin-gpt3` (FinGPT's 7 -> 3 mapping) or `seven` (all 7 labels).
+    #[arg(long, value_enum, default_value = "finlora-polarity")]
+    nwgi: NwgiArg,
+    /// TFNS test labels: `correct` (the dataset card's meaning) or `finlora` (FinLoRA's swapped
+    /// mapping, to reproduce its published numbers).
+    #[arg(long, value_enum, default_value = "correct")]
+    tfns: TfnsArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NwgiArg {
+    FinloraPolarity,
+    FinGpt3,
+    Seven,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TfnsArg {
+    Correct,
+    Finlora,
+}
+
+impl Args {
+    /// How the test files are read: the label mappings chosen on the command line.
+    fn load_config(&self) -> LoadConfig {
+        let nwgi = match self.nwgi {
+            NwgiArg::FinloraPolarity => NwgiMapping::FinLoraPolarity,
+            NwgiArg::FinGpt3 => NwgiMapping::FinGpt3,
+            NwgiArg::Seven => NwgiMapping::Seven,
+        };
+        let tfns = match self.tfns {
+            TfnsArg::Correct => TfnsLabels::Correct,
+            TfnsArg::Finlora => TfnsLabels::FinLora,
+        };
+        LoadConfig { nwgi, tfns, ..LoadConfig::default() }
+    }
 }
 
 /// Adapter folders and which task each serves (`None`: every task without its own).
@@ -81,22 +118,23 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     }
 
     let data_dir = DataDir::from_env();
+    let load_config = args.load_config();
     let mut test_sets = Vec::with_capacity(tasks.len());
     for &task in &tasks {
         let loaded = data_dir
-            .load(task, Split::Test, &LoadConfig::default())
+            .load(task, Split::Test, &load_config)
             .with_context(|| format!("cannot evaluate {task}"))?;
         let mut examples = loaded.examples;
         if let Some(limit) = args.limit {
             examples.truncate(limit);
         }
-        let labels: Vec<String> = match task.labels(LoadConfig::default().nwgi) {
+        let labels: Vec<String> = match task.labels(load_config.nwgi) {
             Some(labels) => labels.iter().map(|label| label.to_string()).collect(),
             None if task == Task::Finer => data_dir.finer_tags()?,
             None => Vec::new(),
         };
         for &mode in &modes {
-            if mode == EvalMode::Score && task.labels(LoadConfig::default().nwgi).is_none() {
+            if mode == EvalMode::Score && task.labels(load_config.nwgi).is_none() {
                 bail!("--mode score needs a classification task; {task} has no closed label set");
             }
         }
@@ -108,7 +146,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    check_settings(&args.out, &model_path, bits, &plan, args.resume)?;
+    check_settings(&args.out, &model_path, bits, &plan, &load_config, args.resume)?;
 
     let load_started = Instant::now();
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
@@ -250,7 +288,14 @@ fn plan_adapters(specs: &[String], tasks: &[Task]) -> Result<AdapterPlan> {
 }
 
 /// Writes the run's model, bits and adapters on a fresh run; on --resume, refuses different ones.
-fn check_settings(out: &Path, model: &Path, bits: BaseBits, plan: &AdapterPlan, resume: bool) -> Result<()> {
+fn check_settings(
+    out: &Path,
+    model: &Path,
+    bits: BaseBits,
+    plan: &AdapterPlan,
+    load_config: &LoadConfig,
+    resume: bool,
+) -> Result<()> {
     let routes: BTreeMap<String, String> = plan
         .by_task
         .iter()
@@ -261,6 +306,8 @@ fn check_settings(out: &Path, model: &Path, bits: BaseBits, plan: &AdapterPlan, 
         "bits": bits.bits(),
         "adapters": routes,
         "default_adapter": plan.default.map(|idx| plan.dirs[idx].display().to_string()),
+        "nwgi": load_config.nwgi,
+        "tfns": load_config.tfns,
     });
     let path = out.join(SETTINGS_FILE);
     if resume && path.is_file() {
@@ -269,7 +316,7 @@ fn check_settings(out: &Path, model: &Path, bits: BaseBits, plan: &AdapterPlan, 
         let before: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
         if before != settings {
-            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits and --adapter", out.display());
+            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits, --adapter, --nwgi and --tfns", out.display());
         }
         return Ok(());
     }
