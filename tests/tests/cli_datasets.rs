@@ -1,47 +1,13 @@
 //! End-to-end tests of `finagent datasets generate` options (retrieval contexts, formula
 //! construction, FiNER questions) and of `datasets stats` over generated output.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{binary, shared};
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// The shared data folder, or `None` (with a printed reason) outside CI when it is absent.
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("FINAGENT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared"));
-    if dir.join("xbrl/filings").is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "shared data missing at {} under CI", dir.display());
-    eprintln!("skipping: shared data not found at {}", dir.display());
-    None
-}
-
-/// The binary, built once per test run so it is never older than the sources.
-fn binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "agent", "--bin", "finagent"])
-                .current_dir(workspace_root())
-                .status()
-                .expect("cargo build runs");
-            assert!(status.success(), "building finagent failed");
-            dir.join(format!("finagent{}", std::env::consts::EXE_SUFFIX))
-        })
-        .clone()
-}
 
 /// Runs `finagent datasets <args>` with a private home and no model.
 fn datasets(home: &Path, args: &[&str]) -> Output {

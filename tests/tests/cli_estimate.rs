@@ -1,34 +1,12 @@
 //! End-to-end tests of `finagent estimate`: the Llama 3.1 8B table, JSON output, and bad
 //! `--model` / `--bits` values.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{binary, model, stderr, stdout};
 use serde_json::Value;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// The binary, built once per test run so it is never older than the sources.
-fn binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "agent", "--bin", "finagent"])
-                .current_dir(workspace_root())
-                .status()
-                .expect("cargo build runs");
-            assert!(status.success(), "building finagent failed");
-            dir.join(format!("finagent{}", std::env::consts::EXE_SUFFIX))
-        })
-        .clone()
-}
 
 fn estimate(args: &[&str]) -> Output {
     let home = tempfile::tempdir().expect("temp home");
@@ -38,14 +16,6 @@ fn estimate(args: &[&str]) -> Output {
         .env("FINAGENT_HOME", home.path())
         .output()
         .expect("finagent runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The training and inference cells of the table row starting with `name`.
@@ -133,14 +103,7 @@ fn three_bits_is_rejected() {
 
 #[test]
 fn default_model_file_gives_the_smollm2_estimate() {
-    let path = std::env::var_os("FINAGENT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    if !path.is_file() {
-        assert!(std::env::var_os("CI").is_none(), "model missing at {} under CI", path.display());
-        eprintln!("skipping: model not found at {}", path.display());
-        return;
-    }
+    let Some(path) = model() else { return };
     let from_file = estimate(&["--model", &path.display().to_string(), "--json"]);
     let from_preset = estimate(&["--json"]);
     assert!(from_file.status.success(), "stderr: {}", stderr(&from_file));

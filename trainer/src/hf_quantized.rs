@@ -33,6 +33,7 @@ use crate::config::LlamaConfig;
 use crate::error::{without_backtrace, Error, Result};
 use crate::gguf::GgufFile;
 use crate::gguf_tokenizer::tokenizer_from_gguf;
+use crate::loader::ModelFormat;
 use crate::weights::{load_checked, LayerWeight, TensorMap, TensorSource, WeightId};
 
 pub use config::TRANSFORMERS_VERSION;
@@ -304,17 +305,9 @@ const TOKENIZER_FILES: [&str; 7] = [
 
 impl ModelSource {
     fn open(path: &Path) -> Result<Self> {
-        if path.is_dir() && path.join("config.json").is_file() {
-            Self::open_hf_dir(path)
-        } else if path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("gguf")) {
-            Self::open_gguf(path)
-        } else if !path.exists() {
-            Err(Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-            })
-        } else {
-            Err(Error::UnknownModelFormat { path: path.to_path_buf() })
+        match ModelFormat::detect(path)? {
+            ModelFormat::HfDir => Self::open_hf_dir(path),
+            ModelFormat::Gguf => Self::open_gguf(path),
         }
     }
 

@@ -15,19 +15,38 @@ use crate::model::Llama;
 use crate::tokenizer::Tokenizer;
 use crate::weights::TensorMap;
 
+/// How a model is stored on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// A Hugging Face folder with `config.json`, safetensors and `tokenizer.json`.
+    HfDir,
+    /// A `.gguf` file.
+    Gguf,
+}
+
+impl ModelFormat {
+    /// Which format `path` is; a missing path or anything else is an error naming it.
+    pub fn detect(path: &Path) -> Result<Self> {
+        if path.is_dir() && path.join("config.json").is_file() {
+            Ok(ModelFormat::HfDir)
+        } else if path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("gguf")) {
+            Ok(ModelFormat::Gguf)
+        } else if !path.exists() {
+            Err(Error::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            })
+        } else {
+            Err(Error::UnknownModelFormat { path: path.to_path_buf() })
+        }
+    }
+}
+
 /// Loads a GGUF file or a Hugging Face folder onto the CPU, whichever `path` is.
 pub fn load(path: &Path) -> Result<(Llama, Tokenizer)> {
-    if path.is_dir() && path.join("config.json").is_file() {
-        load_hf_dir(path)
-    } else if path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("gguf")) {
-        load_gguf(path)
-    } else if !path.exists() {
-        Err(Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        })
-    } else {
-        Err(Error::UnknownModelFormat { path: path.to_path_buf() })
+    match ModelFormat::detect(path)? {
+        ModelFormat::HfDir => load_hf_dir(path),
+        ModelFormat::Gguf => load_gguf(path),
     }
 }
 

@@ -2,24 +2,15 @@
 //! `scripts/peft_parity.py write-fixture`) changes finagent's logits as it changes PEFT's, and a
 //! finagent adapter round-trips through PEFT's file format. Bad adapters are clear errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::model_path;
 
 use trainer::lora::{attach, LoraConfig, LoraInit};
 use trainer::model::LogitsPositions;
 use trainer::peft::{load_adapter, save_adapter};
-
-fn model_path() -> Option<PathBuf> {
-    let path = std::env::var_os("FINAGENT_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-            .to_path_buf()
-    });
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("CI").is_none(), "model {} missing on CI", path.display());
-    eprintln!("skipping: model {} not present", path.display());
-    None
-}
 
 fn fixture() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/peft_adapter")).to_path_buf()

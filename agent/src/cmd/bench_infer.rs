@@ -76,7 +76,7 @@ pub fn run(home: Option<&Path>, args: InferArgs) -> Result<()> {
         "prefill_tokens_per_sec": round1(args.prompt_tokens as f64 / timing.prefill_sec),
         "decode_tokens_per_sec": round1(args.new_tokens as f64 / timing.decode_sec),
         "load_sec": (load_sec * 1000.0).round() / 1000.0,
-        "peak_rss_mb": super::bench_train::peak_rss_mb()?,
+        "peak_rss_mb": super::peak_rss_mb()?,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{report}");

@@ -118,20 +118,9 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         "rank": args.rank,
         "gradient_checkpointing": args.gradient_checkpointing,
         "tokens_per_sec": (median * 10.0).round() / 10.0,
-        "peak_rss_mb": peak_rss_mb()?,
+        "peak_rss_mb": super::peak_rss_mb()?,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
     println!("{report}");
     Ok(())
-}
-
-/// The process's peak resident set (`VmHWM`), in MiB, as `ru_maxrss / 1024` reports it.
-pub fn peak_rss_mb() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .context("no VmHWM line in /proc/self/status")?;
-    Ok(kib / 1024)
 }

@@ -187,7 +187,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         limit: args.limit,
         adapters: plan.entries,
         results,
-        peak_rss_bytes: peak_rss_bytes()?,
+        peak_rss_bytes: super::peak_rss_bytes()?,
         load_seconds,
     };
     run.write(&args.out)?;
@@ -322,18 +322,6 @@ fn check_settings(
     }
     trainer::train::metrics::write_atomically(&path, serde_json::to_string_pretty(&settings)?.as_bytes())?;
     Ok(())
-}
-
-/// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.
-fn peak_rss_bytes() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let kib = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|value| value.parse::<u64>().ok())
-        .context("no VmHWM line in /proc/self/status")?;
-    Ok(kib * 1024)
 }
 
 fn print_table(run: &EvalRun) {

@@ -13,3 +13,21 @@ pub mod index;
 pub mod quantize;
 pub mod report;
 pub mod train;
+
+/// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.
+pub fn peak_rss_bytes() -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse::<u64>().ok())
+        .context("no VmHWM line in /proc/self/status")?;
+    Ok(kib * 1024)
+}
+
+/// [`peak_rss_bytes`] in MiB, as the peer scripts' `ru_maxrss / 1024` reports it.
+pub fn peak_rss_mb() -> anyhow::Result<u64> {
+    Ok(peak_rss_bytes()? >> 20)
+}

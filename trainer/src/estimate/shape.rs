@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::loader::ModelFormat;
 
 /// Layer sizes of a Llama-family decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,25 +151,19 @@ impl ModelShape {
 /// The hyper-parameters of a local model: a `.gguf` file (header only) or a folder with
 /// `config.json`. A Hugging Face rope-scaling block is ignored, since it does not change any size.
 pub fn read_model_config(path: &Path) -> Result<LlamaConfig> {
-    if path.is_dir() && path.join("config.json").is_file() {
-        let config_path = path.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|source| Error::Io { path: config_path.clone(), source })?;
-        let mut json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|source| Error::Json { path: config_path.clone(), source })?;
-        if let Some(object) = json.as_object_mut() {
-            object.remove("rope_scaling");
-            object.remove("rope_parameters");
+    match ModelFormat::detect(path)? {
+        ModelFormat::HfDir => {
+            let config_path = path.join("config.json");
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|source| Error::Io { path: config_path.clone(), source })?;
+            let mut json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|source| Error::Json { path: config_path.clone(), source })?;
+            if let Some(object) = json.as_object_mut() {
+                object.remove("rope_scaling");
+                object.remove("rope_parameters");
+            }
+            LlamaConfig::from_hf_json(&json.to_string(), &config_path.display().to_string())
         }
-        LlamaConfig::from_hf_json(&json.to_string(), &config_path.display().to_string())
-    } else if path.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("gguf")) {
-        GgufFile::open(path)?.config()
-    } else if !path.exists() {
-        Err(Error::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        })
-    } else {
-        Err(Error::UnknownModelFormat { path: path.to_path_buf() })
+        ModelFormat::Gguf => GgufFile::open(path)?.config(),
     }
 }
