@@ -293,7 +293,10 @@ impl Collective for MpiWorld {
     /// Prints `reason` to stderr and calls `MPI_Abort`, which makes `mpirun` kill every rank.
     fn abort(&mut self, reason: &str) {
         self.broken = true;
-        eprintln!("rank {} of {}: aborting the mpi job: {reason}", self.rank, self.world_size);
+        // One write of the whole line: eprintln! may split it into several writes, and mpirun's
+        // own abort notice on the same stderr can land between them.
+        let line = format!("rank {} of {}: aborting the mpi job: {reason}\n", self.rank, self.world_size);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
         // SAFETY: the communicator is valid while MPI is initialised; MPI_Abort takes no pointers.
         let code = unsafe { MPI_Abort(comm_world(), 1) };
         if code != MPI_SUCCESS {
