@@ -1,23 +1,25 @@
 //! `ask` end to end: resolve the question, retrieve facts, prompt the model in FinLoRA's one-shot
 //! XBRL format, and check its answer against the facts before showing it with provenance.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use datasets::retrieval::{metric_value_question, retrieved_lines};
+use datasets::retrieval::{metric_quarter_question, metric_value_question, retrieved_lines};
 use datasets::xbrl_prompt::{build_prompt, XbrlQuestionKind};
 use serde::Serialize;
-use taxonomy::Metric;
-use trainer::generate::{generate_greedy, GreedyConfig};
+use taxonomy::{Asked, DerivedMetric, Metric};
+use trainer::generate::{generate_greedy_reusing, GreedyConfig, PromptCache};
 use trainer::model::Llama;
 use trainer::quantize::{quantize_base, BaseBits};
 use trainer::tokenizer::Tokenizer;
 use xbrl::{FactHit, FactIndex, Period};
 
+use crate::adapter;
 use crate::check::read_numbers;
 use crate::companies::{Company, CompanyDirectory};
 use crate::question::{Question, YearBasis};
-use crate::retrieve::{retrieve, FactRequest};
+use crate::retrieve::{quarter_end, retrieve, FactRequest, QuarterGap};
 
 /// Facts shown to the model: enough to choose from, few enough for a small model to copy from.
 pub const FACTS_IN_PROMPT: usize = 4;
@@ -28,25 +30,57 @@ pub const MAX_NEW_TOKENS: usize = 20;
 pub struct LanguageModel {
     pub model: Llama,
     pub tokenizer: Tokenizer,
+    /// The last prompt's keys and values: every XBRL prompt opens with the same instruction, which
+    /// is then prefilled once, not per question.
+    prompt_cache: std::sync::Mutex<PromptCache>,
+}
+
+/// Which LoRA adapter answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// The adapter compiled into finagent ([`crate::adapter`]), over the base precision it was
+    /// trained with.
+    Bundled,
+    /// A PEFT adapter directory (e.g. `<run>/adapter` from `finagent train`).
+    Dir(PathBuf),
+    /// The base model alone.
+    None,
+}
+
+impl AdapterChoice {
+    /// A short name for reports: `bundled:xbrl-agent-r8-8bit`, the directory, or `none`.
+    pub fn describe(&self) -> String {
+        match self {
+            AdapterChoice::Bundled => format!("bundled:{}", adapter::BUNDLED_NAME),
+            AdapterChoice::Dir(dir) => dir.display().to_string(),
+            AdapterChoice::None => "none".to_string(),
+        }
+    }
 }
 
 impl LanguageModel {
     /// Loads the model as stored (f32 after dequantizing GGUF blocks).
     pub fn load(path: &Path) -> Result<Self> {
-        Self::load_with(path, BaseBits::F32, None)
+        Self::load_with(path, BaseBits::F32, &AdapterChoice::None)
     }
 
-    /// Loads the model, re-quantizes its decoder projections to `bits` and attaches the PEFT
-    /// adapter in `adapter`, if given (the setting the adapter was trained in).
-    pub fn load_with(path: &Path, bits: BaseBits, adapter: Option<&Path>) -> Result<Self> {
+    /// Loads the model, re-quantizes its decoder projections to `bits` and attaches `adapter`
+    /// (use the base precision the adapter was trained with).
+    pub fn load_with(path: &Path, bits: BaseBits, adapter: &AdapterChoice) -> Result<Self> {
         let (mut model, tokenizer) =
             trainer::loader::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
         quantize_base(&mut model, bits)?;
-        if let Some(dir) = adapter {
-            trainer::peft::load_adapter(&mut model, dir)
-                .with_context(|| format!("cannot load adapter {} onto {}", dir.display(), path.display()))?;
+        match adapter {
+            AdapterChoice::Bundled => adapter::attach_bundled(&mut model)
+                .with_context(|| format!("cannot attach the bundled adapter to {}", path.display()))?,
+            AdapterChoice::Dir(dir) => {
+                trainer::peft::load_adapter(&mut model, dir).with_context(|| {
+                    format!("cannot load adapter {} onto {}", dir.display(), path.display())
+                })?;
+            }
+            AdapterChoice::None => {}
         }
-        Ok(Self { model, tokenizer })
+        Ok(Self { model, tokenizer, prompt_cache: Default::default() })
     }
 
     /// Greedy completion of `prompt`, cut at the first line break.
@@ -55,7 +89,7 @@ impl LanguageModel {
         let mut stop_ids = self.tokenizer.eos_ids().to_vec();
         stop_ids.extend(self.tokenizer.token_id("Ċ"));
         let config = GreedyConfig { max_new_tokens: MAX_NEW_TOKENS, stop_ids };
-        let generated = generate_greedy(&self.model, &ids, &config)?;
+        let generated = generate_greedy_reusing(&self.model, &ids, &config, &self.prompt_cache)?;
         let text = self.tokenizer.decode(&generated)?;
         let text = text.trim_start();
         Ok(text.lines().next().unwrap_or("").trim().to_string())
@@ -118,9 +152,11 @@ impl From<&FactHit> for FactView {
     }
 }
 
-/// The answer to a question, with provenance.
+/// The answer to a question about one filed metric, with provenance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// `value`: one filed fact.
+    pub kind: &'static str,
     pub question: String,
     /// One sentence for people.
     pub answer: String,
@@ -130,6 +166,8 @@ pub struct Answer {
     pub concept: Option<String>,
     pub period: Option<PeriodView>,
     pub fiscal_year: i32,
+    /// The fiscal quarter asked about, when one was.
+    pub quarter: Option<u8>,
     pub year_basis: YearBasis,
     pub entity: Option<String>,
     pub ticker: String,
@@ -144,12 +182,23 @@ pub struct Answer {
     pub retrieved: Vec<FactView>,
 }
 
-/// What a question needs before the model runs: company, year and metric, resolved.
+/// What a question needs before the model runs: company, year and what is asked, resolved.
 pub struct ResolvedQuestion {
     pub question: Question,
     pub company: Company,
     pub year: i32,
-    pub metric: Metric,
+    pub asked: Resolved,
+}
+
+/// What a resolved question asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolved {
+    /// A filed metric in one year.
+    Value(Metric),
+    /// A metric computed from two filed ones in one year.
+    Derived(DerivedMetric),
+    /// How a filed metric changed from the first year to the second.
+    Change(Metric, i32, i32),
 }
 
 /// Resolves the parts of a question, or says plainly which part is missing.
@@ -161,13 +210,27 @@ pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuest
     })?;
     let year =
         question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"))?;
-    let metric = question.metric.ok_or_else(|| {
+    let unknown_metric = || {
+        let filed = Metric::all().iter().map(|m| m.name());
+        let derived = DerivedMetric::all().iter().map(|m| m.name());
         anyhow!(
             "finagent does not know which reported metric {text:?} asks about (known: {})",
-            Metric::all().iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            filed.chain(derived).collect::<Vec<_>>().join(", ")
         )
-    })?;
-    Ok(ResolvedQuestion { question, company, year, metric })
+    };
+    let asked = match question.asked.ok_or_else(unknown_metric)? {
+        Asked::Filed(metric) if question.change => {
+            let (from, to) = question.change_years().unwrap_or((year - 1, year));
+            Resolved::Change(metric, from, to)
+        }
+        Asked::Filed(metric) => Resolved::Value(metric),
+        Asked::Derived(metric) => Resolved::Derived(metric),
+        Asked::Unsupported(phrase) => bail!(
+            "finagent does not compute {phrase:?} from filings (it computes: {})",
+            DerivedMetric::all().iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Ok(ResolvedQuestion { question, company, year, asked })
 }
 
 fn list_or_none(items: &[&str]) -> String {
@@ -178,27 +241,43 @@ fn list_or_none(items: &[&str]) -> String {
     }
 }
 
-/// Retrieves, prompts and checks. `model` is only loaded once facts were found.
-pub fn answer(
-    index: &FactIndex,
-    resolved: &ResolvedQuestion,
-    model: &mut dyn FnMut() -> Result<std::rc::Rc<LanguageModel>>,
-) -> Result<Answer> {
-    let ResolvedQuestion { question, company, year, metric } = resolved;
-    let request = FactRequest {
-        ticker: company.ticker.clone(),
-        year: *year,
-        year_basis: question.year_basis,
-        metric: *metric,
-    };
-    let facts = retrieve(index, &request)?;
+/// Loads the model on first use and hands out the loaded one afterwards.
+pub type ModelSource<'a> = dyn FnMut() -> Result<Arc<LanguageModel>> + 'a;
+
+/// One filed metric for one company and year.
+#[derive(Debug, Clone)]
+pub struct ValueRequest<'a> {
+    pub question: &'a str,
+    pub company: &'a Company,
+    pub year: i32,
+    pub year_basis: YearBasis,
+    pub metric: Metric,
+    /// A fiscal quarter of `year`, answered from its 10-Q.
+    pub quarter: Option<u8>,
+}
+
+/// Answers a filed-metric question: retrieves, prompts and checks. `model` is only loaded once
+/// facts were found. No fact at all is an error saying what was looked for.
+pub fn answer_value(index: &FactIndex, request: &ValueRequest, model: &mut ModelSource) -> Result<Answer> {
+    let ValueRequest { company, year, year_basis, metric, quarter, .. } = *request;
+    if let Some(quarter) = quarter {
+        if let Err(gap) = quarter_end(index, &company.ticker, year, quarter)? {
+            bail!("{}", quarter_gap_message(&company.ticker, year, quarter, &gap));
+        }
+    }
+    let fact_request = FactRequest { ticker: company.ticker.clone(), year, year_basis, metric, quarter };
+    let facts = retrieve(index, &fact_request)?;
     if facts.is_empty() {
-        let basis = match question.year_basis {
+        let basis = match year_basis {
             YearBasis::Fiscal => "fiscal",
             YearBasis::Calendar => "calendar",
         };
+        let when = match quarter {
+            Some(quarter) => format!("fiscal Q{quarter} {year}"),
+            None => format!("{basis} {year}"),
+        };
         bail!(
-            "no {} fact for {} in {basis} {year} in the index (concepts looked for: {})",
+            "no {} fact for {} in {when} in the index (concepts looked for: {})",
             metric.label().to_lowercase(),
             company.ticker,
             metric.concepts().join(", ")
@@ -207,13 +286,13 @@ pub fn answer(
     let shown: Vec<FactHit> = facts.into_iter().take(FACTS_IN_PROMPT).collect();
     let entity = shown[0].entity_name.clone().or_else(|| company.name.clone());
     let entity_text = entity.as_deref().unwrap_or(&company.ticker).to_string();
-    let fiscal_year = shown[0].period_fiscal_year.unwrap_or(*year);
+    let fiscal_year = shown[0].period_fiscal_year.unwrap_or(year);
     // FinLoRA's own one-shot example, so the prompt has the shape the XBRL adapters are tuned on.
-    let prompt = build_prompt(
-        XbrlQuestionKind::Value,
-        &retrieved_lines(&shown),
-        &metric_value_question(&entity_text, *metric, fiscal_year),
-    );
+    let question = match quarter {
+        Some(quarter) => metric_quarter_question(&entity_text, metric, fiscal_year, quarter),
+        None => metric_value_question(&entity_text, metric, fiscal_year),
+    };
+    let prompt = build_prompt(XbrlQuestionKind::Value, &retrieved_lines(&shown), &question);
     let model_answer = model()?.complete(&prompt)?;
     let matched = read_numbers(&model_answer)
         .iter()
@@ -221,28 +300,32 @@ pub fn answer(
         .cloned();
     let sentence = match &matched {
         Some(fact) => format!(
-            "{} {} for fiscal {fiscal_year} was {} {} ({}, {}).",
+            "{} {} for fiscal {}{fiscal_year} was {} {} ({}, {}).",
             entity.as_deref().unwrap_or(&company.ticker),
             metric.label().to_lowercase(),
+            quarter.map(|q| format!("Q{q} ")).unwrap_or_default(),
             group_thousands(fact.value.as_deref().unwrap_or("")),
             fact.unit.as_deref().unwrap_or(""),
             fact.concept,
             PeriodText(&fact.period),
         ),
+        // The model's own text is not repeated: an answer never shows a number no filing holds.
         None => format!(
-            "The model answered {model_answer:?}, which matches none of the {} retrieved facts; no answer is given.",
+            "The model's answer matches none of the {} retrieved facts; no answer is given.",
             shown.len()
         ),
     };
     Ok(Answer {
-        question: question.text.clone(),
+        kind: "value",
+        question: request.question.to_string(),
         answer: sentence,
         value: matched.as_ref().and_then(|f| f.value.clone()),
         unit: matched.as_ref().and_then(|f| f.unit.clone()),
         concept: matched.as_ref().map(|f| f.concept.clone()),
         period: matched.as_ref().map(|f| PeriodView::from(&f.period)),
         fiscal_year,
-        year_basis: question.year_basis,
+        quarter,
+        year_basis,
         entity,
         ticker: company.ticker.clone(),
         metric: metric.name().to_string(),
@@ -251,6 +334,77 @@ pub fn answer(
         model_answer,
         retrieved: shown.iter().map(FactView::from).collect(),
     })
+}
+
+/// An answer of any kind: one filed value, or a value computed from filed ones.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Value(Box<Answer>),
+    Computed(Box<crate::compute::Computed>),
+}
+
+impl Response {
+    /// The sentence for people.
+    pub fn sentence(&self) -> &str {
+        match self {
+            Response::Value(answer) => &answer.answer,
+            Response::Computed(computed) => &computed.answer,
+        }
+    }
+
+    /// The answer's number as a canonical decimal (the filed value, or the computed result).
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Response::Value(answer) => answer.value.as_deref(),
+            Response::Computed(computed) => computed.value.as_deref(),
+        }
+    }
+}
+
+/// Answers a resolved question of any kind.
+pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut ModelSource) -> Result<Response> {
+    let ResolvedQuestion { question, company, year, asked } = resolved;
+    let value = |metric: Metric, year: i32| ValueRequest {
+        question: &question.text,
+        company,
+        year,
+        year_basis: question.year_basis,
+        metric,
+        quarter: question.quarter,
+    };
+    match *asked {
+        Resolved::Value(metric) => {
+            Ok(Response::Value(Box::new(answer_value(index, &value(metric, *year), model)?)))
+        }
+        Resolved::Derived(derived) => {
+            let [a, b] = derived.operands();
+            let operands = [
+                answer_value(index, &value(a, *year), model)?,
+                answer_value(index, &value(b, *year), model)?,
+            ];
+            Ok(Response::Computed(Box::new(crate::compute::derived(question, company, derived, operands))))
+        }
+        Resolved::Change(metric, from, to) => {
+            let operands = [
+                answer_value(index, &value(metric, from), model)?,
+                answer_value(index, &value(metric, to), model)?,
+            ];
+            Ok(Response::Computed(Box::new(crate::compute::change(question, company, metric, operands))))
+        }
+    }
+}
+
+fn quarter_gap_message(ticker: &str, year: i32, quarter: u8, gap: &QuarterGap) -> String {
+    match gap {
+        QuarterGap::FourthQuarter => format!(
+            "the fourth quarter is not filed on its own (the 10-K covers the whole year): ask about {ticker}'s fiscal {year}"
+        ),
+        QuarterGap::NotIndexed { indexed } => format!(
+            "no 10-Q for {ticker} fiscal Q{quarter} {year} is indexed (indexed quarters: {})",
+            if indexed.is_empty() { "none".to_string() } else { indexed.join(", ") }
+        ),
+    }
 }
 
 /// `2021-09-26 to 2022-09-24`, or `at 2022-09-24`.

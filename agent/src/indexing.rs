@@ -246,15 +246,17 @@ fn empty_like(source: &Document) -> Document {
     document
 }
 
-/// The latest period end among a document's facts (among year-long periods only, for annual
+/// The latest duration end among a document's facts (among year-long periods only, for annual
 /// reports, whose comparative balances may be dated later than the year end in rare restatements).
 fn latest_end(document: &Document, year_long_only: bool) -> Option<Date> {
     document
         .facts
         .iter()
         .filter_map(|fact| document.context_of(fact))
+        // Durations only: a 10-Q's cover-page instants (shares outstanding on the filing date)
+        // fall after its period.
         .filter(|context| {
-            !year_long_only || context.period.days().is_some_and(|days| (350..=380).contains(&days))
+            context.period.days().is_some_and(|days| !year_long_only || (350..=380).contains(&days))
         })
         .filter_map(|context| context.period.end())
         .max()

@@ -44,6 +44,10 @@ enum Command {
     Report(cmd::report::Args),
     /// Write a model as the bitsandbytes 4/8-bit Hugging Face checkpoint transformers saves.
     Quantize(cmd::quantize::Args),
+    /// Propose a us-gaap tag for each number in a filing's running text (FiNER-139 by default).
+    Tag(cmd::tag::Args),
+    /// Answer `ask` requests over HTTP with one model in memory (POST /ask, GET /health).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd::eval::run(home, args),
         Command::Report(args) => cmd::report::run(home, args),
         Command::Quantize(args) => cmd::quantize::run(home, args),
+        Command::Tag(args) => cmd::tag::run(home, args),
+        Command::Serve(args) => cmd::serve::run(home, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! Reads an analyst's question: which company, which fiscal (or calendar) year, which metric.
 
-use taxonomy::Metric;
+use taxonomy::Asked;
 
 use crate::companies::{Company, CompanyDirectory};
 
@@ -24,7 +24,10 @@ pub struct Question {
     pub year_basis: YearBasis,
     /// `Some(1..=4)` when a quarter is named ("Q3 2023", "third quarter").
     pub quarter: Option<u8>,
-    pub metric: Option<Metric>,
+    /// The metric named, filed or derived.
+    pub asked: Option<Asked>,
+    /// Asks how a metric changed ("grow", "change", "from 2021 to 2022").
+    pub change: bool,
 }
 
 impl Question {
@@ -36,7 +39,8 @@ impl Question {
             years,
             year_basis,
             quarter: find_quarter(text),
-            metric: Metric::from_question(text),
+            asked: Asked::from_question(text),
+            change: asks_for_change(text),
         }
     }
 
@@ -44,6 +48,45 @@ impl Question {
     pub fn year(&self) -> Option<i32> {
         self.years.last().copied()
     }
+
+    /// The two years a change question compares: the first and last named, or the year before
+    /// the one named ("How much did revenue grow in 2022?").
+    pub fn change_years(&self) -> Option<(i32, i32)> {
+        let last = self.year()?;
+        let first = self.years.first().copied().filter(|first| *first != last).unwrap_or(last - 1);
+        Some((first, last))
+    }
+}
+
+/// Words that ask how a value moved between two years.
+const CHANGE_WORDS: &[&str] = &[
+    "grow",
+    "grew",
+    "grown",
+    "growth",
+    "change",
+    "changed",
+    "increase",
+    "increased",
+    "decrease",
+    "decreased",
+    "decline",
+    "declined",
+    "rise",
+    "rose",
+    "fall",
+    "fell",
+    "drop",
+    "dropped",
+];
+
+fn asks_for_change(text: &str) -> bool {
+    let tokens = words(text);
+    let (years, _) = find_years(text);
+    let distinct_years = years.first() != years.last();
+    tokens.iter().any(|token| CHANGE_WORDS.contains(&token.as_str()))
+        || (distinct_years
+            && tokens.iter().any(|t| t == "from" || t == "between" || t == "versus" || t == "vs"))
 }
 
 /// Words split on anything that is not a letter, digit or `&`, lowercased.
@@ -116,6 +159,15 @@ mod tests {
         assert_eq!(find_years("CY2022 revenue"), (vec![2022], YearBasis::Calendar));
         assert_eq!(find_years("growth from 2021 to 2022"), (vec![2021, 2022], YearBasis::Fiscal));
         assert_eq!(find_years("revenue of 394328 million"), (vec![], YearBasis::Fiscal));
+    }
+
+    #[test]
+    fn change_questions() {
+        assert!(asks_for_change("How much did NVDA's revenue grow from 2021 to 2022?"));
+        assert!(asks_for_change("Apple net income 2021 vs 2022"));
+        assert!(asks_for_change("How did AAPL's total assets change in 2023?"));
+        assert!(!asks_for_change("What was AAPL's 2022 revenue?"));
+        assert!(!asks_for_change("What were Boeing's revenues in fiscal 2023 and fiscal years before?"));
     }
 
     #[test]

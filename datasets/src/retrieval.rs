@@ -48,6 +48,32 @@ pub fn rank(mut hits: Vec<FactHit>, spec: &FactSpec, calendar_year: Option<i32>)
         let best_overlap = hits.iter().map(|hit| calendar_overlap_days(&hit.period, year)).max();
         hits.retain(|hit| Some(calendar_overlap_days(&hit.period, year)) == best_overlap);
     }
+    sort_and_dedup(hits, spec)
+}
+
+/// Durations that count as a fiscal quarter (13 weeks, 12 to 14 in 52/53-week calendars), in days.
+pub const QUARTER_DAYS: std::ops::RangeInclusive<i64> = 80..=100;
+
+/// Like [`rank`] for one fiscal quarter ending on `quarter_end`: the quarter's own three months
+/// for duration metrics (not the year-to-date column), the balance at `quarter_end` for instants.
+pub fn rank_quarter(mut hits: Vec<FactHit>, spec: &FactSpec, quarter_end: Date) -> Vec<FactHit> {
+    hits.retain(|hit| {
+        let period_fits = match (spec.period_type, &hit.period) {
+            (PeriodType::Duration, Period::Duration { end, .. }) => {
+                *end == quarter_end && hit.period.days().is_some_and(|d| QUARTER_DAYS.contains(&d))
+            }
+            (PeriodType::Instant, Period::Instant(date)) => *date == quarter_end,
+            _ => false,
+        };
+        spec.concepts.contains(&hit.concept.as_str())
+            && hit.number.is_some()
+            && period_fits
+            && unit_fits(hit.unit.as_deref(), spec.unit_kind)
+    });
+    sort_and_dedup(hits, spec)
+}
+
+fn sort_and_dedup(mut hits: Vec<FactHit>, spec: &FactSpec) -> Vec<FactHit> {
     hits.sort_by_key(|hit| rank_key(hit, spec.concepts));
     let mut seen = Vec::new();
     hits.retain(|hit| {
@@ -116,6 +142,14 @@ pub fn retrieved_lines(hits: &[FactHit]) -> Vec<ContextLine> {
 pub fn metric_value_question(entity: &str, metric: Metric, year: i32) -> String {
     format!(
         "What is the value of {entity}'s {} for the Fiscal Year ending in FY {year}?",
+        metric.label().to_lowercase()
+    )
+}
+
+/// [`metric_value_question`] about one fiscal quarter (`Q3` of the fiscal year ending in `year`).
+pub fn metric_quarter_question(entity: &str, metric: Metric, year: i32, quarter: u8) -> String {
+    format!(
+        "What is the value of {entity}'s {} for Q{quarter} of the Fiscal Year ending in FY {year}?",
         metric.label().to_lowercase()
     )
 }
@@ -225,5 +259,18 @@ mod tests {
         let order: Vec<(&str, Option<i32>)> =
             ranked.iter().map(|hit| (hit.value.as_deref().unwrap_or(""), hit.fiscal_year)).collect();
         assert_eq!(order, [("1", Some(2022)), ("2", Some(2022))]);
+    }
+
+    #[test]
+    fn quarter_ranking_keeps_the_quarter_not_the_year_to_date() {
+        let end: Date = "2023-07-01".parse().unwrap();
+        let hits = vec![
+            hit("us-gaap:Revenues", "3", duration("2022-09-25", "2023-07-01"), 2023, "10-Q"),
+            hit("us-gaap:Revenues", "1", duration("2023-04-02", "2023-07-01"), 2023, "10-Q"),
+            hit("us-gaap:Revenues", "2", duration("2022-03-27", "2022-06-25"), 2023, "10-Q"),
+        ];
+        let ranked = rank_quarter(hits, &FactSpec::of_metric(Metric::Revenue), end);
+        let values: Vec<&str> = ranked.iter().filter_map(|hit| hit.value.as_deref()).collect();
+        assert_eq!(values, ["1"]);
     }
 }

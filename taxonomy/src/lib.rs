@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod concept;
+pub mod derived;
 pub mod error;
 pub mod finer;
 pub mod metric;
@@ -14,6 +15,7 @@ mod xml;
 
 pub use catalogue::Catalogue;
 pub use concept::{label_words, Balance, Concept, PeriodType};
+pub use derived::{Asked, Combine, DerivedMetric};
 pub use error::{Error, Result};
 pub use finer::FinerTags;
 pub use metric::{Metric, UnitKind};

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::concept::PeriodType;
 use crate::metric_table::Spec;
-use crate::phrase::best_match;
 
 /// What a metric's value is measured in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,25 +56,6 @@ pub enum Metric {
     Dividends,
     ShareRepurchase,
 }
-
-/// Phrases of metrics computed from filed ones. A question whose most specific phrase is one of
-/// these is not about a filed metric, even though it contains `cash` or `profit`.
-const DERIVED_PHRASES: &[&str] = &[
-    "free cash flow",
-    "fcf",
-    "ebitda",
-    "operating margin",
-    "profit margin",
-    "net margin",
-    "net profit margin",
-    "gross margin percentage",
-    "return on equity",
-    "return on assets",
-    "debt to equity",
-    "current ratio",
-    "price to earnings",
-    "p e ratio",
-];
 
 const ALL: [Metric; 35] = [
     Metric::Revenue,
@@ -158,12 +138,12 @@ impl Metric {
     /// The metric a question asks about: the longest phrase of any metric found on whole words,
     /// case-insensitive (`diluted EPS` beats `EPS`, `net income` beats `income`; `revenue growth`
     /// still finds revenue). `None` when no phrase occurs or the most specific one names a derived
-    /// metric (`free cash flow`).
+    /// metric (`free cash flow`, see [`crate::derived::Asked`]).
     pub fn from_question(text: &str) -> Option<Metric> {
-        let metric_phrases =
-            ALL.iter().flat_map(|metric| metric.phrases().iter().map(move |phrase| (*phrase, Some(*metric))));
-        let derived_phrases = DERIVED_PHRASES.iter().map(|phrase| (*phrase, None));
-        best_match(text, metric_phrases.chain(derived_phrases)).flatten()
+        match crate::derived::Asked::from_question(text)? {
+            crate::derived::Asked::Filed(metric) => Some(metric),
+            _ => None,
+        }
     }
 
     fn spec(self) -> &'static Spec {

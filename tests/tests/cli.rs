@@ -82,7 +82,16 @@ fn ask_fetches_and_indexes_from_the_mirror() {
     assert_eq!(top["period"]["end"], "2021-01-31");
     assert!(top["accession"].is_string(), "companyfacts facts carry their accession: {top}");
 
+    // The bundled adapter reads the value off the retrieved facts: the answer itself is right.
+    assert_eq!(answer["agrees_with_facts"], true, "{answer}");
+    assert_eq!(answer["value"], "16675000000", "{answer}");
+
     for (question, concept, value) in [
+        (
+            "What was AAPL's 2022 revenue?",
+            "us-gaap:RevenueFromContractWithCustomerExcludingAssessedTax",
+            "394328000000",
+        ),
         ("What was AAPL's 2023 net income?", "us-gaap:NetIncomeLoss", "96995000000"),
         ("What were AMZN's 2022 total assets?", "us-gaap:Assets", "462675000000"),
         (
@@ -96,7 +105,120 @@ fn ask_fetches_and_indexes_from_the_mirror() {
         let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
         assert_eq!(answer["retrieved"][0]["concept"], concept, "{question}");
         assert_eq!(answer["retrieved"][0]["value"], value, "{question}");
+        assert_eq!(answer["concept"], concept, "{question}: {answer}");
+        assert_eq!(answer["value"], value, "{question}: {answer}");
+        assert_eq!(answer["agrees_with_facts"], true, "{question}: {answer}");
     }
+}
+
+#[test]
+fn ratio_and_change_questions_show_formula_values_and_provenance() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let mirror = shared.join("xbrl");
+    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+
+    let output = finagent(home.path(), &["ask", "--json", "What was Apple's gross margin in 2022?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["kind"], "ratio", "{answer}");
+    assert_eq!(answer["formula"], "Gross profit / Revenue × 100");
+    assert_eq!(answer["substituted"], "170782000000 / 394328000000 × 100", "{answer}");
+    // 170,782 / 394,328 = 43.31 %
+    assert_eq!(answer["value"], "43.31", "{answer}");
+    assert_eq!(answer["unit"], "%");
+    let operands = answer["operands"].as_array().unwrap();
+    assert_eq!(operands[0]["concept"], "us-gaap:GrossProfit");
+    assert_eq!(operands[1]["concept"], "us-gaap:RevenueFromContractWithCustomerExcludingAssessedTax");
+    assert!(operands.iter().all(|o| o["source"]["context_id"].is_string()), "{answer}");
+
+    let question = "How much did NVDA's revenue grow from 2021 to 2022?";
+    let output = finagent(home.path(), &["ask", "--json", question], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["kind"], "change", "{answer}");
+    // NVDA fiscal 2022 (26,914 M) against fiscal 2021 (16,675 M), from SEC companyfacts.
+    assert_eq!(answer["substituted"], "26914000000 - 16675000000", "{answer}");
+    assert_eq!(answer["value"], "10239000000", "{answer}");
+    assert_eq!(answer["percent_change"], "61.40", "{answer}");
+    assert_eq!(answer["operands"][0]["fiscal_year"], 2021);
+    assert_eq!(answer["operands"][1]["fiscal_year"], 2022);
+
+    // A derived metric finagent does not compute is said plainly, not guessed.
+    let output = finagent(home.path(), &["ask", "What was Apple's EBITDA in 2022?"], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("does not compute \"ebitda\""), "{}", stderr(&output));
+}
+
+#[test]
+fn quarters_come_from_indexed_10qs() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let aapl = shared.join("xbrl/filings/AAPL/2023");
+    let output = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "index failed: {}", stderr(&output));
+    let env = [("FINAGENT_MODEL", model.as_path())];
+
+    // The 10-Q for the quarter ended 2023-07-01 is Apple's fiscal Q3 2023: its three months, not
+    // the nine-month year-to-date column (293,787 M).
+    let output = finagent(home.path(), &["ask", "--json", "What was Apple's revenue in Q3 2023?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["quarter"], 3, "{answer}");
+    let top = &answer["retrieved"][0];
+    assert_eq!(top["value"], "81797000000", "{answer}");
+    assert_eq!(top["period"]["start"], "2023-04-02");
+    assert_eq!(top["period"]["end"], "2023-07-01");
+    assert_eq!(top["form"], "10-Q");
+    assert_eq!(answer["value"], "81797000000", "{answer}");
+
+    let output = finagent(home.path(), &["ask", "What was Apple's revenue in Q2 2023?"], &env);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("no 10-Q for AAPL fiscal Q2 2023 is indexed (indexed quarters: Q3 FY2023)"),
+        "{}",
+        stderr(&output)
+    );
+    let output = finagent(home.path(), &["ask", "What was Apple's revenue in Q4 2023?"], &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("fourth quarter is not filed on its own"), "{}", stderr(&output));
+}
+
+#[test]
+fn question_sets_are_scored_with_wrong_and_not_found_apart() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let mirror = shared.join("xbrl");
+    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+    let questions = home.path().join("questions.jsonl");
+    std::fs::write(
+        &questions,
+        concat!(
+            r#"{"id": "right", "question": "What were AMZN's 2022 total assets?", "expected": "462675000000"}"#, "\n",
+            r#"{"id": "wrong-gold", "question": "What was AAPL's 2022 revenue?", "expected": "1"}"#, "\n",
+            r#"{"id": "missing", "question": "What was AAPL's 2031 revenue?", "expected": "1"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let out = home.path().join("answers.jsonl");
+    let args = ["ask", "--questions", questions.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let output = finagent(home.path(), &args, &env);
+    assert!(output.status.success(), "ask --questions failed: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("1 correct (33.3%), 1 wrong (33.3%), 1 not found (33.3%)"),
+        "{}",
+        stderr(&output)
+    );
+    let records: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let outcomes: Vec<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["correct", "wrong", "not_found"]);
+    assert!(records[2]["answer"].as_str().unwrap().contains("2031"), "{}", records[2]);
+
+    std::fs::write(&questions, "{\"question\": \n").unwrap();
+    let output = finagent(home.path(), &args, &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("questions.jsonl:1"), "{}", stderr(&output));
 }
 
 #[test]
@@ -187,6 +309,8 @@ fn help_lists_every_command() {
         "report",
         "estimate",
         "quantize",
+        "serve",
+        "tag",
         "bench",
     ] {
         assert!(text.contains(command), "--help lacks {command}: {text}");

@@ -26,6 +26,17 @@ impl LayerKvCache {
         Ok(())
     }
 
+    /// Keeps the first `len` positions (all of them when fewer are cached).
+    pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
+        if let Some((keys, values)) = self.keys_values.take() {
+            let keep = len.min(keys.dims()[2]);
+            if keep > 0 {
+                self.keys_values = Some((keys.narrow(2, 0, keep)?, values.narrow(2, 0, keep)?));
+            }
+        }
+        Ok(())
+    }
+
     /// Appends this step's keys and values and returns all cached ones.
     fn append(&mut self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
         let all = match self.keys_values.take() {

@@ -4,7 +4,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::model::{Llama, LogitsPositions};
+use crate::model::{KvCache, Llama, LogitsPositions};
 
 /// When greedy decoding stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +21,72 @@ pub fn generate_greedy(model: &Llama, prompt_ids: &[u32], config: &GreedyConfig)
     if prompt_ids.is_empty() {
         return Err(Error::InvalidInput { reason: "greedy generation needs a non-empty prompt".into() });
     }
-    let mut generated = Vec::with_capacity(config.max_new_tokens);
+    let generated = Vec::with_capacity(config.max_new_tokens);
     if config.max_new_tokens == 0 {
         return Ok(generated);
     }
     let mut cache = model.new_cache();
     let logits = model.forward_ids(prompt_ids, 0, Some(&mut cache), LogitsPositions::Last)?;
-    let mut next = argmax_last(&logits)?;
+    decode_greedy(model, cache, argmax_last(&logits)?, generated, config)
+}
+
+/// The keys and values of the last prompt [`generate_greedy_reusing`] prefilled, for the next.
+#[derive(Debug, Clone, Default)]
+pub struct PromptCache {
+    ids: Vec<u32>,
+    cache: Option<KvCache>,
+}
+
+impl PromptCache {
+    /// Positions a new prompt `ids` can take from this cache (at most all but its last token).
+    pub fn reusable(&self, ids: &[u32]) -> usize {
+        let common = self.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        common.min(ids.len().saturating_sub(1))
+    }
+}
+
+/// [`generate_greedy`] that prefills only what `prompt_ids` does not share with the prompt held
+/// in `reuse` (a shared instruction header, say), then leaves its own prompt there. The result
+/// equals [`generate_greedy`]'s up to float rounding of the split prefill.
+pub fn generate_greedy_reusing(
+    model: &Llama,
+    prompt_ids: &[u32],
+    config: &GreedyConfig,
+    reuse: &std::sync::Mutex<PromptCache>,
+) -> Result<Vec<u32>> {
+    if prompt_ids.is_empty() {
+        return Err(Error::InvalidInput { reason: "greedy generation needs a non-empty prompt".into() });
+    }
+    let generated = Vec::with_capacity(config.max_new_tokens);
+    if config.max_new_tokens == 0 {
+        return Ok(generated);
+    }
+    // A poisoned lock only means another request panicked mid-update: start afresh.
+    let held = reuse.lock().map(|held| held.clone()).unwrap_or_default();
+    let shared = held.reusable(prompt_ids);
+    let mut cache = match held.cache {
+        Some(mut cache) if shared > 0 => {
+            cache.truncate(shared)?;
+            cache
+        }
+        _ => model.new_cache(),
+    };
+    let start = cache.seq_len();
+    let logits = model.forward_ids(&prompt_ids[start..], start, Some(&mut cache), LogitsPositions::Last)?;
+    if let Ok(mut held) = reuse.lock() {
+        *held = PromptCache { ids: prompt_ids.to_vec(), cache: Some(cache.clone()) };
+    }
+    decode_greedy(model, cache, argmax_last(&logits)?, generated, config)
+}
+
+/// Greedy decoding from a prefilled `cache` whose first new token is `next`.
+fn decode_greedy(
+    model: &Llama,
+    mut cache: KvCache,
+    mut next: u32,
+    mut generated: Vec<u32>,
+    config: &GreedyConfig,
+) -> Result<Vec<u32>> {
     loop {
         generated.push(next);
         if config.stop_ids.contains(&next) || generated.len() == config.max_new_tokens {

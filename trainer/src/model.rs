@@ -37,6 +37,12 @@ impl KvCache {
         self.layers.first().map_or(0, LayerKvCache::seq_len)
     }
 
+    /// Keeps only the first `len` positions, so a prompt sharing that prefix can continue from it.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        self.layers.iter_mut().try_for_each(|layer| layer.truncate(len))?;
+        Ok(())
+    }
+
     /// Forgets every cached position.
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|layer| *layer = LayerKvCache::default());

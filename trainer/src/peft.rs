@@ -114,8 +114,13 @@ fn rename(from: &Path, to: &Path) -> Result<()> {
 pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join(ADAPTER_CONFIG);
     let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    parse_adapter_config(&text, &path)
+}
+
+/// Parses the text of an `adapter_config.json`; `path` names it in errors.
+pub fn parse_adapter_config(text: &str, path: &Path) -> Result<LoraConfig> {
     let peft: PeftConfig =
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.clone(), source })?;
+        serde_json::from_str(text).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
     let unsupported = |what: String| {
         Err(Error::InvalidInput { reason: format!("{}: unsupported adapter: {what}", path.display()) })
     };
@@ -161,10 +166,36 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
 pub fn load_adapter(model: &mut Llama, dir: &Path) -> Result<LoraAdapter> {
     let config = read_adapter_config(dir)?;
     let path: PathBuf = dir.join(ADAPTER_WEIGHTS);
-    let mut stored = candle_core::safetensors::load(&path, model.device()).map_err(|source| {
+    let stored = candle_core::safetensors::load(&path, model.device()).map_err(|source| {
         Error::Safetensors { path: path.clone(), source: crate::error::without_backtrace(source) }
     })?;
-    let adapter = attach(model, &config, LoraInit::Zeros)?;
+    attach_stored(model, &config, stored, &path)
+}
+
+/// Attaches an adapter held in memory (the two files' contents), e.g. one compiled into a binary.
+/// `origin` names it in errors, as a directory would.
+pub fn load_adapter_bytes(
+    model: &mut Llama,
+    config_json: &str,
+    weights: &[u8],
+    origin: &Path,
+) -> Result<LoraAdapter> {
+    let config = parse_adapter_config(config_json, &origin.join(ADAPTER_CONFIG))?;
+    let path = origin.join(ADAPTER_WEIGHTS);
+    let stored = candle_core::safetensors::load_buffer(weights, model.device()).map_err(|source| {
+        Error::Safetensors { path: path.clone(), source: crate::error::without_backtrace(source) }
+    })?;
+    attach_stored(model, &config, stored, &path)
+}
+
+/// Attaches `config`'s modules and fills them from `stored`, which must hold exactly their tensors.
+fn attach_stored(
+    model: &mut Llama,
+    config: &LoraConfig,
+    mut stored: HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<LoraAdapter> {
+    let adapter = attach(model, config, LoraInit::Zeros)?;
     let origin = path.display().to_string();
     for (key, var) in adapter.named_vars() {
         let tensor = stored

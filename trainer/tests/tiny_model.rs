@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::tiny;
-use trainer::generate::{generate_greedy, GreedyConfig};
+use trainer::generate::{generate_greedy, generate_greedy_reusing, GreedyConfig, PromptCache};
 use trainer::linear::DenseLinear;
 use trainer::model::{Llama, LogitsPositions};
 
@@ -118,6 +118,27 @@ fn cached_greedy_generation_equals_recomputing_every_step() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stopped, cached[..=first_stop], "generation must end with the first stop id");
     assert!(generate_greedy(&model, &[], &greedy).is_err(), "an empty prompt must be rejected");
+}
+
+#[test]
+fn reusing_a_shared_prompt_prefix_generates_what_a_fresh_prefill_does() {
+    let config = tiny::config();
+    let model = tiny::in_memory_model(&config, &tiny::weights(&config));
+    let greedy = GreedyConfig { max_new_tokens: 12, stop_ids: vec![] };
+    let reuse = std::sync::Mutex::new(PromptCache::default());
+    // Same header, different tails; then a prompt sharing nothing, then a prefix of the last.
+    let prompts: [&[u32]; 5] =
+        [&PROMPT, &[5, 17, 3, 42, 9, 1], &[5, 17, 3, 42, 9, 1, 2, 60], &[60, 2, 2], &[60, 2]];
+    for prompt in prompts {
+        let fresh = generate_greedy(&model, prompt, &greedy).unwrap_or_else(|e| panic!("{e}"));
+        let reused =
+            generate_greedy_reusing(&model, prompt, &greedy, &reuse).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reused, fresh, "prompt {prompt:?}");
+    }
+    let held = reuse.lock().map(|held| held.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held.reusable(&[60, 2, 7]), 2);
+    assert_eq!(held.reusable(&[60, 2]), 1, "the last prompt token is always recomputed");
+    assert_eq!(held.reusable(&[1]), 0);
 }
 
 #[test]

@@ -2,13 +2,15 @@
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 
 use agent::acquire::{acquire, source_companies, FilingSource};
-use agent::ask::{answer, resolve, Answer, LanguageModel};
+use agent::adapter::BUNDLED_BITS;
+use agent::ask::{resolve, respond, AdapterChoice, Answer, LanguageModel, Response};
 use agent::companies::{Company, CompanyDirectory};
+use agent::compute::Computed;
 use agent::config::{Paths, MIRROR_ENV, USER_AGENT_ENV};
 use agent::indexing::{discover, index_sources};
 use agent::model_fetch::ensure_default_model;
@@ -28,47 +30,89 @@ pub struct Args {
     /// downloaded on first use).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
-    /// LoRA adapter (PEFT format, e.g. `<run>/adapter` from `finagent train`) to answer with.
-    #[arg(long, value_name = "DIR")]
-    adapter: Option<PathBuf>,
+    /// LoRA adapter to answer with: `bundled` (finagent's own XBRL adapter, trained over the
+    /// 8-bit base; see docs/agent.md), a PEFT adapter directory (e.g. `<run>/adapter` from
+    /// `finagent train`), or `none` for the base model alone.
+    #[arg(long, default_value = "bundled", value_name = "bundled|DIR|none", value_parser = parse_adapter)]
+    adapter: AdapterChoice,
     /// Precision of the base weights: 32 (as stored, dequantized to f32), 8 (int8) or 4 (NF4);
-    /// use the setting the adapter was trained with.
-    #[arg(long, default_value = "32", value_parser = parse_bits)]
-    bits: BaseBits,
-    /// The question, e.g. "What was AAPL's 2022 revenue?".
-    question: String,
+    /// default: 8 with the bundled adapter, else 32. Use the setting the adapter was trained with.
+    #[arg(long, value_parser = parse_bits)]
+    bits: Option<BaseBits>,
+    /// Answer every question of a JSONL file (`{"question": ..., "expected": "394328000000"}`)
+    /// with one loaded model, and report accuracy, "not found" answers and latency.
+    #[arg(long, value_name = "FILE", conflicts_with = "question")]
+    questions: Option<PathBuf>,
+    /// With --questions: write one JSON line per question here (default: stdout).
+    #[arg(long, value_name = "FILE", requires = "questions")]
+    out: Option<PathBuf>,
+    /// The question, e.g. "What was AAPL's 2022 revenue?", "What was Apple's gross margin in
+    /// 2022?", "How much did NVDA's revenue grow from 2021 to 2022?".
+    #[arg(required_unless_present = "questions")]
+    question: Option<String>,
 }
 
 fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
     text.parse::<BaseBits>().map_err(|error| error.to_string())
 }
 
+fn parse_adapter(text: &str) -> std::result::Result<AdapterChoice, String> {
+    Ok(match text {
+        "bundled" => AdapterChoice::Bundled,
+        "none" => AdapterChoice::None,
+        dir => AdapterChoice::Dir(PathBuf::from(dir)),
+    })
+}
+
+/// The base precision for `adapter` unless given: the bundled adapter's own, else f32.
+pub fn default_bits(adapter: &AdapterChoice, bits: Option<BaseBits>) -> BaseBits {
+    bits.unwrap_or(match adapter {
+        AdapterChoice::Bundled => BUNDLED_BITS,
+        _ => BaseBits::F32,
+    })
+}
+
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let paths = Paths::resolve(home, args.index.as_deref(), args.model.as_deref());
-    let (index, companies) = ensure_company_indexed(&paths, &args.question)?;
-    let resolved = resolve(&args.question, &companies)?;
-    let loaded: OnceCell<Rc<LanguageModel>> = OnceCell::new();
-    let mut model = || -> Result<Rc<LanguageModel>> {
+    let bits = default_bits(&args.adapter, args.bits);
+    let loaded: OnceCell<Arc<LanguageModel>> = OnceCell::new();
+    let mut model = || -> Result<Arc<LanguageModel>> {
         if let Some(model) = loaded.get() {
             return Ok(model.clone());
         }
         let path = ensure_default_model(&paths.model)?;
-        let model = Rc::new(LanguageModel::load_with(&path, args.bits, args.adapter.as_deref())?);
+        let model = Arc::new(LanguageModel::load_with(&path, bits, &args.adapter)?);
         let _ = loaded.set(model.clone());
         Ok(model)
     };
-    let answer = answer(&index, &resolved, &mut model)?;
+    if let Some(file) = &args.questions {
+        return crate::cmd::ask_batch::run(
+            &paths,
+            file,
+            args.out.as_deref(),
+            &args.adapter,
+            bits,
+            &mut model,
+        );
+    }
+    let question = args.question.as_deref().unwrap_or_default();
+    let (index, companies) = ensure_company_indexed(&paths, question)?;
+    let resolved = resolve(question, &companies)?;
+    let response = respond(&index, &resolved, &mut model)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        println!("{}", serde_json::to_string_pretty(&response)?);
     } else {
-        print_answer(&answer);
+        match &response {
+            Response::Value(answer) => print_answer(answer),
+            Response::Computed(computed) => print_computed(computed),
+        }
     }
     Ok(())
 }
 
 /// Opens the index, and when the question names a company the index lacks, fetches that
 /// company's filings (EDGAR or the mirror) and indexes them first.
-fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<(FactIndex, CompanyDirectory)> {
+pub fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<(FactIndex, CompanyDirectory)> {
     if paths.index.join("meta.json").is_file() {
         let index = FactIndex::open(&paths.index)?;
         let companies = indexed_companies(&index)?;
@@ -103,7 +147,7 @@ fn describe(source: &FilingSource) -> String {
 }
 
 /// Companies with indexed filings, by ticker, CIK and registrant name.
-fn indexed_companies(index: &FactIndex) -> Result<CompanyDirectory> {
+pub fn indexed_companies(index: &FactIndex) -> Result<CompanyDirectory> {
     let mut companies = CompanyDirectory::default();
     for filing in index.filings()? {
         if let Some(ticker) = filing.ticker {
@@ -155,5 +199,17 @@ fn print_answer(answer: &Answer) {
                 fact.source
             );
         }
+    }
+}
+
+fn print_computed(computed: &Computed) {
+    println!("{}", computed.answer);
+    println!("  formula   {}", computed.formula);
+    if let Some(substituted) = &computed.substituted {
+        println!("  values    {substituted}");
+    }
+    for operand in &computed.operands {
+        println!();
+        print_answer(operand);
     }
 }

@@ -34,6 +34,10 @@ pub struct Args {
     /// Evaluate only the first N test examples of each task.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Read the xbrl_* tasks' test sets from `finagent datasets generate` output
+    /// (`DIR/<task>/test.jsonl`) instead of FinLoRA's files.
+    #[arg(long, value_name = "DIR")]
+    generated: Option<PathBuf>,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -121,9 +125,14 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let load_config = args.load_config();
     let mut test_sets = Vec::with_capacity(tasks.len());
     for &task in &tasks {
-        let loaded = data_dir
-            .load(task, Split::Test, &load_config)
-            .with_context(|| format!("cannot evaluate {task}"))?;
+        let loaded = match (&args.generated, task.xbrl_file_task()) {
+            (Some(dir), Some(_)) => {
+                let path = dir.join(task.name()).join("test.jsonl");
+                datasets::load_context_file(&path, task, &load_config)
+            }
+            _ => data_dir.load(task, Split::Test, &load_config),
+        }
+        .with_context(|| format!("cannot evaluate {task}"))?;
         let mut examples = loaded.examples;
         if let Some(limit) = args.limit {
             examples.truncate(limit);
@@ -146,7 +155,15 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    check_settings(&args.out, &model_path, bits, &plan, &load_config, args.resume)?;
+    check_settings(
+        &args.out,
+        &model_path,
+        bits,
+        &plan,
+        &load_config,
+        args.generated.as_deref(),
+        args.resume,
+    )?;
 
     let load_started = Instant::now();
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
@@ -294,6 +311,7 @@ fn check_settings(
     bits: BaseBits,
     plan: &AdapterPlan,
     load_config: &LoadConfig,
+    generated: Option<&Path>,
     resume: bool,
 ) -> Result<()> {
     let routes: BTreeMap<String, String> = plan
@@ -301,7 +319,7 @@ fn check_settings(
         .iter()
         .map(|(task, &idx)| (task.name().to_string(), plan.dirs[idx].display().to_string()))
         .collect();
-    let settings = serde_json::json!({
+    let mut settings = serde_json::json!({
         "model": model.display().to_string(),
         "bits": bits.bits(),
         "adapters": routes,
@@ -309,6 +327,10 @@ fn check_settings(
         "nwgi": load_config.nwgi,
         "tfns": load_config.tfns,
     });
+    // Only when given, so runs recorded before the option existed still resume.
+    if let (Some(dir), Some(map)) = (generated, settings.as_object_mut()) {
+        map.insert("generated".into(), dir.display().to_string().into());
+    }
     let path = out.join(SETTINGS_FILE);
     if resume && path.is_file() {
         let text =

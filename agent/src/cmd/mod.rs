@@ -1,6 +1,7 @@
 //! One module per subcommand, each with clap `Args` and `run(home, args) -> anyhow::Result<()>`.
 
 pub mod ask;
+pub mod ask_batch;
 pub mod bench;
 pub mod bench_infer;
 pub mod bench_train;
@@ -12,6 +13,8 @@ pub mod fetch_model;
 pub mod index;
 pub mod quantize;
 pub mod report;
+pub mod serve;
+pub mod tag;
 pub mod train;
 
 /// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.

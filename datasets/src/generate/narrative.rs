@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 const IX_NAMESPACES: [&str; 2] =
     ["http://www.xbrl.org/2013/inlineXBRL", "http://www.xbrl.org/2008/inlineXBRL"];
 /// HTML elements whose start or end begins a new block of text.
-const BLOCK_ELEMENTS: [&str; 16] =
+pub const BLOCK_ELEMENTS: [&str; 16] =
     ["p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "tr", "br", "body"];
 /// Words that end with a period without ending the sentence.
 const ABBREVIATIONS: [&str; 16] = [
@@ -222,7 +222,7 @@ fn flush(block: &mut Block, found: &mut Vec<NarrativeFact>) {
 }
 
 /// Byte range of the sentence of `text` that contains `start..end`.
-fn sentence_bounds(text: &str, start: usize, end: usize) -> (usize, usize) {
+pub fn sentence_bounds(text: &str, start: usize, end: usize) -> (usize, usize) {
     let ends: Vec<usize> = text
         .char_indices()
         .filter(|&(idx, c)| {
@@ -253,7 +253,7 @@ fn ends_sentence(text: &str, idx: usize) -> bool {
 }
 
 /// HTML's whitespace collapsing, with no-break spaces counted as spaces.
-fn collapse_whitespace(text: &str) -> String {
+pub fn collapse_whitespace(text: &str) -> String {
     text.split(|c: char| c.is_whitespace() || c == '\u{a0}')
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()

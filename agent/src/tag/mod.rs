@@ -1,0 +1,174 @@
+//! `finagent tag`: proposes a us-gaap tag for each number in a filing's running text.
+//!
+//! [`document`] turns a filing into sentences with numeric [`mentions`]; [`candidates`] ranks the
+//! tag set for each mention from the words around it (names, labels, and tagged examples when
+//! given); [`scorer`] lets the model weigh the first few as continuations of FinLoRA's FiNER
+//! prompt; [`Tagger`] combines both into a tag, a confidence and the runners-up.
+
+pub mod candidates;
+pub mod document;
+pub mod mentions;
+pub mod scorer;
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use datasets::finer_prompt::single_prompt;
+use serde::{Deserialize, Serialize};
+
+use candidates::{TagSet, TaggedExample};
+use mentions::{mention_of, Mention};
+use scorer::ModelScorer;
+
+/// How ranking and model are combined.
+#[derive(Debug, Clone, Copy)]
+pub struct TaggerConfig {
+    /// Tags from the ranking that the prompt lists and the model scores.
+    pub n_candidates: usize,
+    /// Weight of the model's mean token log-likelihood against the ranking's log-probability.
+    pub model_weight: f64,
+}
+
+impl Default for TaggerConfig {
+    fn default() -> Self {
+        Self { n_candidates: 5, model_weight: 1.0 }
+    }
+}
+
+/// A proposed tag and how sure the tagger is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredTag {
+    /// us-gaap local name.
+    pub tag: String,
+    /// Share of the probability among the scored candidates.
+    pub confidence: f64,
+}
+
+/// The tag proposed for one mention and the next candidates, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Proposal {
+    pub best: ScoredTag,
+    pub runners_up: Vec<ScoredTag>,
+}
+
+/// Ranks tags for mentions, with the model when one is given.
+pub struct Tagger<'a> {
+    pub tags: &'a TagSet,
+    pub model: Option<ModelScorer<'a>>,
+    pub config: TaggerConfig,
+}
+
+impl Tagger<'_> {
+    /// The best tag for `mention` in `sentence` and the two after it.
+    pub fn propose(&self, sentence: &str, mention: &Mention) -> Result<Proposal> {
+        let ranked = self.tags.rank(sentence, mention);
+        let shortlist: Vec<(usize, f64)> = ranked.into_iter().take(self.config.n_candidates.max(1)).collect();
+        let names: Vec<String> = shortlist.iter().map(|&(idx, _)| self.tags.name(idx).to_string()).collect();
+        let ranking_log_probs = log_softmax(&shortlist.iter().map(|&(_, score)| score).collect::<Vec<_>>());
+        let combined: Vec<f64> = match &self.model {
+            Some(model) if names.len() > 1 => {
+                let prompt = single_prompt(&names, &mention.span, sentence);
+                let model_scores = model.score(&prompt, &names)?;
+                ranking_log_probs
+                    .iter()
+                    .zip(&model_scores)
+                    .map(|(ranking, model)| ranking + self.config.model_weight * model)
+                    .collect()
+            }
+            _ => ranking_log_probs,
+        };
+        let confidences: Vec<f64> = log_softmax(&combined).into_iter().map(f64::exp).collect();
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&a, &b| confidences[b].total_cmp(&confidences[a]).then(a.cmp(&b)));
+        let mut scored =
+            order.into_iter().map(|idx| ScoredTag { tag: names[idx].clone(), confidence: confidences[idx] });
+        let best = scored.next().context("the tag set is empty")?;
+        Ok(Proposal { best, runners_up: scored.take(2).collect() })
+    }
+}
+
+fn log_softmax(scores: &[f64]) -> Vec<f64> {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let log_sum = scores.iter().map(|&x| (x - max).exp()).sum::<f64>().ln() + max;
+    scores.iter().map(|&x| x - log_sum).collect()
+}
+
+/// One FiNER question: a sentence, the number in it and its gold tag.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FinerRow {
+    pub text: String,
+    pub entity: String,
+    pub label: String,
+}
+
+/// Reads FiNER rows (`{text, entity, label}` JSON lines) from `path`.
+pub fn read_finer_rows(path: &Path) -> Result<Vec<FinerRow>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read FiNER rows {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (line_idx, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: FinerRow = serde_json::from_str(line).with_context(|| {
+            format!("{} line {} is not a FiNER row {{text, entity, label}}", path.display(), line_idx + 1)
+        })?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// FiNER rows as tagged examples; rows whose entity is not a token of their sentence are left out.
+pub fn finer_examples(rows: &[FinerRow]) -> Vec<TaggedExample> {
+    rows.iter()
+        .filter_map(|row| {
+            let mention = mention_of(&row.text, &row.entity)?;
+            Some(TaggedExample { sentence: row.text.clone(), mention, tag: row.label.clone() })
+        })
+        .collect()
+}
+
+/// Counts of proposals against gold tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Accuracy {
+    /// Mentions with a gold tag in the tag set: the ones a proposal can get right.
+    pub n_scored: usize,
+    pub n_correct: usize,
+    /// Correct tag among the best and the two runners-up.
+    pub n_correct_top3: usize,
+    /// Mentions whose gold tag is outside the tag set (or not us-gaap).
+    pub n_outside_tag_set: usize,
+}
+
+impl Accuracy {
+    /// Counts one proposal against `gold` (a us-gaap local name).
+    pub fn add(&mut self, tags: &TagSet, gold: &str, proposal: &Proposal) {
+        if !tags.contains(gold) {
+            self.n_outside_tag_set += 1;
+            return;
+        }
+        self.n_scored += 1;
+        if proposal.best.tag == gold {
+            self.n_correct += 1;
+        }
+        if proposal.best.tag == gold || proposal.runners_up.iter().any(|scored| scored.tag == gold) {
+            self.n_correct_top3 += 1;
+        }
+    }
+
+    pub fn fraction(&self) -> f64 {
+        if self.n_scored == 0 {
+            0.0
+        } else {
+            self.n_correct as f64 / self.n_scored as f64
+        }
+    }
+
+    pub fn top3_fraction(&self) -> f64 {
+        if self.n_scored == 0 {
+            0.0
+        } else {
+            self.n_correct_top3 as f64 / self.n_scored as f64
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! End-to-end tests of `finagent serve`: concurrent `POST /ask` requests answered by one loaded
+//! model, the error statuses, and graceful shutdown, over a plain std `TcpStream` HTTP/1.1 client.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{binary, finagent, model, shared, stderr, stdout};
+
+use serde_json::Value;
+
+/// Model loading in a debug build on a busy machine can be slow; a hung server must still fail.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A running `finagent serve`, killed when dropped so a failing test leaves no server behind.
+struct Served {
+    child: Child,
+    addr: String,
+    /// Everything the server wrote to stderr so far.
+    log: Arc<Mutex<String>>,
+    /// Drains stderr into `log`; ends when the server exits.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start(home: &Path, model: &Path) -> Served {
+        let mut child = Command::new(binary())
+            .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2"])
+            .env("FINAGENT_HOME", home)
+            .env("FINAGENT_MODEL", model)
+            .env_remove("FINAGENT_INDEX")
+            .env_remove("FINAGENT_XBRL_MIRROR")
+            .env_remove("FINAGENT_EDGAR_USER_AGENT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("finagent serve starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (lines_sender, lines) = mpsc::channel();
+        let server_stderr = child.stderr.take().expect("piped stderr");
+        let log_writer = Arc::clone(&log);
+        // Keep draining stderr after startup, or the request log would fill the pipe and block the server.
+        let stderr_reader = std::thread::spawn(move || {
+            for line in BufReader::new(server_stderr).lines().map_while(Result::ok) {
+                log_writer.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = lines_sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let addr = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        break rest
+                            .split_whitespace()
+                            .next()
+                            .expect("an address after `listening on`")
+                            .to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("serve did not print `listening on`: {}", log.lock().unwrap());
+                }
+            }
+        };
+        Served { child, addr, log, stderr_reader: Some(stderr_reader) }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct HttpResponse {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl HttpResponse {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the body ends at EOF);
+/// `declared_length` overrides the Content-Length header.
+fn http(addr: &str, method: &str, path: &str, body: &str, declared_length: Option<usize>) -> HttpResponse {
+    let mut stream =
+        TcpStream::connect(addr).unwrap_or_else(|error| panic!("cannot connect to {addr}: {error}"));
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    let length = declared_length.unwrap_or(body.len());
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\nConnection: close\r\n\r\n{body}"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .unwrap_or_else(|error| panic!("{method} {path}: no response: {error}"));
+    let (head, body) =
+        response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {response:?}"));
+    let status = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status code");
+    HttpResponse { status, head: head.to_string(), body: body.to_string() }
+}
+
+fn ask_body(question: &str) -> String {
+    serde_json::json!({ "question": question }).to_string()
+}
+
+const REVENUE_QUESTION: &str = "What was AAPL's 2022 revenue?";
+const AAPL_2022_REVENUE: &str = "394328000000";
+
+#[test]
+fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let aapl = shared.join("xbrl/filings/AAPL/2022");
+    let indexed = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
+    assert!(indexed.status.success(), "index failed: {}", stderr(&indexed));
+
+    let server = Served::start(home.path(), &model);
+    let health = http(&server.addr, "GET", "/health", "", None);
+    assert_eq!(health.status, 200, "{}", health.body);
+    let health = health.json();
+    assert_eq!(health["status"], "ok");
+    assert!(health["facts_indexed"].as_u64().unwrap() > 1000, "{health}");
+    assert_eq!(health["companies"], serde_json::json!(["AAPL"]), "{health}");
+    assert!(health["adapter"].as_str().unwrap().starts_with("bundled"), "{health}");
+
+    // Two asks at once, from two threads, against the one loaded model.
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = server.addr.clone();
+            std::thread::spawn(move || http(&addr, "POST", "/ask", &ask_body(REVENUE_QUESTION), None))
+        })
+        .collect();
+    let answers: Vec<HttpResponse> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}\n{}", answer.body, server.log());
+        assert!(
+            answer.head.to_ascii_lowercase().contains("content-type: application/json"),
+            "{}",
+            answer.head
+        );
+        let answer = answer.json();
+        for key in
+            ["kind", "question", "answer", "value", "fiscal_year", "ticker", "agrees_with_facts", "retrieved"]
+        {
+            assert!(answer.get(key).is_some(), "missing key {key} in {answer}");
+        }
+        assert_eq!(answer["ticker"], "AAPL");
+        assert_eq!(answer["question"], REVENUE_QUESTION);
+        let retrieved: Vec<&Value> =
+            answer["retrieved"].as_array().unwrap().iter().map(|f| &f["value"]).collect();
+        assert!(retrieved.contains(&&Value::from(AAPL_2022_REVENUE)), "{answer}");
+        // The model may disagree with every fact; then no value is given, never a wrong one.
+        if answer["agrees_with_facts"] == true {
+            assert_eq!(answer["value"], AAPL_2022_REVENUE, "{answer}");
+        } else {
+            assert!(answer["value"].is_null(), "{answer}");
+        }
+    }
+    // Sharing the model between requests changes nothing: greedy answers are identical.
+    assert_eq!(answers[0].json(), answers[1].json());
+    // And the body is what `finagent ask --json` prints.
+    let cli = finagent(home.path(), &["ask", "--json", REVENUE_QUESTION], &[("FINAGENT_MODEL", &model)]);
+    assert!(cli.status.success(), "ask failed: {}", stderr(&cli));
+    assert_eq!(answers[0].body, stdout(&cli));
+
+    let malformed = http(&server.addr, "POST", "/ask", "{\"question\": ", None);
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
+    assert!(malformed.json()["error"].as_str().unwrap().contains("request body is not an ask request"));
+    let no_question = http(&server.addr, "POST", "/ask", "{\"q\": \"x\"}", None);
+    assert_eq!(no_question.status, 400, "{}", no_question.body);
+    assert!(no_question.json()["error"].as_str().unwrap().contains("missing field `question`"));
+
+    let unknown_company =
+        http(&server.addr, "POST", "/ask", &ask_body("What was ZZZZ's 2022 revenue?"), None);
+    assert_eq!(unknown_company.status, 422, "{}", unknown_company.body);
+    let message = unknown_company.json()["error"].as_str().unwrap().to_string();
+    assert!(message.contains("no known company") && message.contains("AAPL"), "{message}");
+    // Resolved, but the index holds no such fact: the refusal comes from retrieval, still a 422.
+    let no_fact = http(&server.addr, "POST", "/ask", &ask_body("What was AAPL's 2031 revenue?"), None);
+    assert_eq!(no_fact.status, 422, "{}", no_fact.body);
+    assert!(no_fact.json()["error"].as_str().unwrap().contains("2031"), "{}", no_fact.body);
+
+    let unknown_path = http(&server.addr, "POST", "/nope", &ask_body(REVENUE_QUESTION), None);
+    assert_eq!(unknown_path.status, 404, "{}", unknown_path.body);
+    let wrong_method = http(&server.addr, "GET", "/ask", "", None);
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.body);
+    assert!(wrong_method.head.to_ascii_lowercase().contains("allow: post"), "{}", wrong_method.head);
+    // Refused from the declared length, before any of the body is read.
+    let too_large = http(&server.addr, "POST", "/ask", "", Some(1 << 20));
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+
+    // SIGTERM stops the server cleanly.
+    let mut server = server;
+    let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop after SIGTERM: {}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "serve exited with {status}: {}", server.log());
+    server.stderr_reader.take().unwrap().join().unwrap();
+    assert!(server.log().contains("shutting down"), "{}", server.log());
+}
+
+#[test]
+fn serve_without_an_index_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let output = finagent(home.path(), &["serve", "--addr", "127.0.0.1:0"], &[]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("finagent index") && message.contains("meta.json missing"), "{message}");
+    assert!(!message.contains("listening on"), "{message}");
+}

@@ -1,0 +1,125 @@
+//! End-to-end tests of `finagent tag`: JSON lines proposed with the model for an inline filing,
+//! `--score` against the filing's own tags, a file without numbers, and malformed input.
+
+mod common;
+
+use std::path::Path;
+
+use common::{finagent, model, shared, stderr, stdout};
+use serde_json::Value;
+
+const FILING: &str = "xbrl/filings/AAPL/2023/aapl-20230930.htm";
+
+/// `correct/scored` from the accuracy line `tag` prints with `--score`.
+fn accuracy(stderr: &str) -> (u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("accuracy "))
+        .unwrap_or_else(|| panic!("no accuracy in {stderr}"));
+    let fraction = line.split_whitespace().nth(1).expect("accuracy n/m");
+    let (correct, scored) = fraction.split_once('/').expect("n/m");
+    (correct.parse().expect("n"), scored.parse().expect("m"))
+}
+
+#[test]
+fn proposes_tags_with_the_model_as_json_lines() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let filing = shared.join(FILING);
+    let args = ["tag", filing.to_str().expect("utf-8 path"), "--limit", "3"];
+    let output = finagent(home.path(), &args, &[("FINAGENT_MODEL", &model), ("FINAGENT_SHARED", &shared)]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let lines: Vec<Value> =
+        stdout(&output).lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    assert_eq!(lines.len(), 3, "{}", stdout(&output));
+    for line in &lines {
+        let sentence = line["sentence"].as_str().expect("sentence");
+        let (start, end) =
+            (line["start"].as_u64().expect("start") as usize, line["end"].as_u64().expect("end") as usize);
+        assert_eq!(sentence.get(start..end), line["span"].as_str(), "{line}");
+        assert!(line["value"].is_string(), "{line}");
+        assert!(!line["tag"].as_str().expect("tag").is_empty(), "{line}");
+        let confidence = line["confidence"].as_f64().expect("confidence");
+        assert!(confidence > 0.0 && confidence <= 1.0, "{line}");
+        let candidates = line["candidates"].as_array().expect("candidates");
+        assert_eq!(candidates.len(), 2, "{line}");
+        for candidate in candidates {
+            assert!(candidate["confidence"].as_f64().expect("confidence") <= confidence, "{line}");
+            assert_ne!(candidate["tag"], line["tag"], "{line}");
+        }
+        assert!(line.get("gold").is_none(), "gold shown without --score: {line}");
+    }
+}
+
+#[test]
+fn score_reports_accuracy_against_the_filings_own_tags() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let filing = shared.join(FILING);
+    let out = home.path().join("tags.jsonl");
+    let args = [
+        "tag",
+        filing.to_str().expect("utf-8 path"),
+        "--score",
+        "--no-model",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "lines went to --out, not stdout");
+    let (correct, scored) = accuracy(&stderr(&output));
+    assert!(scored >= 10 && correct > 0 && correct <= scored, "{}", stderr(&output));
+    let text = std::fs::read_to_string(&out).expect("output written");
+    let golds: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .filter_map(|line| line.get("gold").cloned())
+        .collect();
+    assert!(golds.len() as u64 >= scored, "{} gold tags for {scored} scored", golds.len());
+    assert!(golds.iter().all(|gold| gold.as_str().is_some_and(|tag| tag.contains(':'))));
+}
+
+#[test]
+fn text_without_numbers_is_a_valid_answer() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let path = home.path().join("plain.txt");
+    std::fs::write(&path, "The company sells phones.\n\nIt also sells services to customers.\n")
+        .expect("write");
+    let output =
+        finagent(home.path(), &["tag", path.to_str().expect("utf-8")], &[("FINAGENT_SHARED", &shared)]);
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+    assert!(stderr(&output).contains("no numeric mentions"), "{}", stderr(&output));
+}
+
+fn assert_bad_input(home: &Path, shared: &Path, path: &Path) {
+    let out = home.join("tags.jsonl");
+    let args = ["tag", path.to_str().expect("utf-8"), "--no-model", "--out", out.to_str().expect("utf-8")];
+    let output = finagent(home, &args, &[("FINAGENT_SHARED", shared)]);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "{message}");
+    let name = path.file_name().and_then(|n| n.to_str()).expect("file name");
+    assert!(message.contains(name), "message does not name {name}: {message}");
+    assert!(!message.contains("panicked"), "{message}");
+    assert!(!out.exists(), "a failed run left {}", out.display());
+}
+
+#[test]
+fn malformed_or_missing_input_is_an_error_naming_the_file() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let inline = home.path().join("broken-20231231.htm");
+    std::fs::write(
+        &inline,
+        r#"<html xmlns="http://www.w3.org/1999/xhtml" xmlns:ix="http://www.xbrl.org/2013/inlineXBRL"><body><p>Revenue was $5 million.</div></body></html>"#,
+    )
+    .expect("write");
+    assert_bad_input(home.path(), &shared, &inline);
+    let instance = home.path().join("broken_htm.xml");
+    std::fs::write(&instance, "<xbrli:xbrl xmlns:xbrli=\"http://www.xbrl.org/2003/instance\"><a></b>")
+        .expect("write");
+    assert_bad_input(home.path(), &shared, &instance);
+    assert_bad_input(home.path(), &shared, &home.path().join("missing.htm"));
+}
