@@ -37,6 +37,11 @@ impl LayerKvCache {
         Ok(())
     }
 
+    /// The same positions without the autograd history that LoRA variables attach to them.
+    pub(crate) fn detach(&self) -> Self {
+        Self { keys_values: self.keys_values.as_ref().map(|(keys, values)| (keys.detach(), values.detach())) }
+    }
+
     /// Appends this step's keys and values and returns all cached ones.
     fn append(&mut self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
         let all = match self.keys_values.take() {

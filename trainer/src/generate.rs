@@ -74,7 +74,7 @@ pub fn generate_greedy_reusing(
     let start = cache.seq_len();
     let logits = model.forward_ids(&prompt_ids[start..], start, Some(&mut cache), LogitsPositions::Last)?;
     if let Ok(mut held) = reuse.lock() {
-        *held = PromptCache { ids: prompt_ids.to_vec(), cache: Some(cache.clone()) };
+        *held = PromptCache { ids: prompt_ids.to_vec(), cache: Some(cache.detach()) };
     }
     decode_greedy(model, cache, argmax_last(&logits)?, generated, config)
 }

@@ -43,6 +43,13 @@ impl KvCache {
         Ok(())
     }
 
+    /// The same cache cut from the autograd graph: with LoRA variables in the model every cached
+    /// key records the forward pass that made it, so a cache kept across prompts must be detached
+    /// or it keeps every earlier prompt's activations alive.
+    pub fn detach(&self) -> Self {
+        Self { layers: self.layers.iter().map(LayerKvCache::detach).collect() }
+    }
+
     /// Forgets every cached position.
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|layer| *layer = LayerKvCache::default());
