@@ -251,7 +251,9 @@ pub(crate) fn spec(metric: Metric) -> &'static Spec {
         Metric::SharesOutstanding => &Spec {
             name: "shares_outstanding",
             label: "Shares outstanding",
-            concepts: &["dei:EntityCommonStockSharesOutstanding", "us-gaap:CommonStockSharesOutstanding"],
+            // The balance sheet's count at the year end first: the cover page's count is dated
+            // weeks after it (and a fiscal-year question asks about the year).
+            concepts: &["us-gaap:CommonStockSharesOutstanding", "dei:EntityCommonStockSharesOutstanding"],
             phrases: &[
                 "shares outstanding",
                 "outstanding shares",

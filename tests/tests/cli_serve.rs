@@ -1,5 +1,6 @@
-//! End-to-end tests of `finagent serve`: concurrent `POST /ask` requests answered by one loaded
-//! model, the error statuses, and graceful shutdown, over a plain std `TcpStream` HTTP/1.1 client.
+//! End-to-end tests of `finagent serve`: concurrent `POST /ask` and `POST /tag` requests answered
+//! by one loaded model, `/tag` against `finagent tag`, the error statuses, and graceful shutdown,
+//! over a plain std `TcpStream` HTTP/1.1 client.
 
 mod common;
 
@@ -30,11 +31,13 @@ struct Served {
 }
 
 impl Served {
-    fn start(home: &Path, model: &Path) -> Served {
+    fn start(home: &Path, model: &Path, shared: &Path) -> Served {
         let mut child = Command::new(binary())
             .args(["serve", "--addr", "127.0.0.1:0", "--workers", "2"])
             .env("FINAGENT_HOME", home)
             .env("FINAGENT_MODEL", model)
+            .env("FINAGENT_SHARED", shared)
+            .env_remove("FINAGENT_DATA")
             .env_remove("FINAGENT_INDEX")
             .env_remove("FINAGENT_XBRL_MIRROR")
             .env_remove("FINAGENT_EDGAR_USER_AGENT")
@@ -125,8 +128,43 @@ fn ask_body(question: &str) -> String {
     serde_json::json!({ "question": question }).to_string()
 }
 
+fn tag_body(text: &str, use_model: bool) -> String {
+    serde_json::json!({ "text": text, "use_model": use_model }).to_string()
+}
+
 const REVENUE_QUESTION: &str = "What was AAPL's 2022 revenue?";
 const AAPL_2022_REVENUE: &str = "394328000000";
+/// A sentence as FiNER writes them: two numbers to tag, money and a percent.
+const FINER_SENTENCE: &str =
+    "The interest rate swap effectively converts $ 200,000 of variable rate debt to \
+     a fixed rate of 1.798 % .";
+
+/// The mentions of a `POST /tag` body, each checked to be well formed: its span read back from
+/// its sentence, its tag and runners-up from `tag_set`, confidences in (0, 1], best first.
+fn checked_mentions(body: &Value, tag_set: &[String]) -> Vec<Value> {
+    let mentions = body["mentions"].as_array().unwrap_or_else(|| panic!("no mentions list in {body}"));
+    for mention in mentions {
+        let sentence = mention["sentence"].as_str().expect("sentence");
+        let (start, end) =
+            (mention["start"].as_u64().unwrap() as usize, mention["end"].as_u64().unwrap() as usize);
+        assert_eq!(sentence.get(start..end), mention["span"].as_str(), "{mention}");
+        assert!(mention["value"].is_string() && mention["unit"].is_string(), "{mention}");
+        let tag = mention["tag"].as_str().expect("tag");
+        assert!(tag_set.iter().any(|known| known == tag), "{tag} is not a FiNER-139 tag: {mention}");
+        let confidence = mention["confidence"].as_f64().expect("confidence");
+        assert!(confidence > 0.0 && confidence <= 1.0, "{mention}");
+        let candidates = mention["candidates"].as_array().expect("candidates");
+        assert_eq!(candidates.len(), 2, "{mention}");
+        for candidate in candidates {
+            let runner_up = candidate["tag"].as_str().expect("candidate tag");
+            assert!(tag_set.iter().any(|known| known == runner_up), "{mention}");
+            assert_ne!(runner_up, tag, "{mention}");
+            assert!(candidate["confidence"].as_f64().expect("confidence") <= confidence, "{mention}");
+        }
+        assert!(mention.get("gold").is_none(), "{mention}");
+    }
+    mentions.clone()
+}
 
 #[test]
 fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
@@ -136,7 +174,16 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     let indexed = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
     assert!(indexed.status.success(), "index failed: {}", stderr(&indexed));
 
-    let server = Served::start(home.path(), &model);
+    let tag_set: Vec<String> = std::fs::read_to_string(shared.join("data/finer/tag_set.txt"))
+        .expect("FiNER-139 tag list")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect();
+    let examples = shared.join("data/finer/train.jsonl");
+
+    let server = Served::start(home.path(), &model, &shared);
     let health = http(&server.addr, "GET", "/health", "", None);
     assert_eq!(health.status, 200, "{}", health.body);
     let health = health.json();
@@ -144,15 +191,32 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     assert!(health["facts_indexed"].as_u64().unwrap() > 1000, "{health}");
     assert_eq!(health["companies"], serde_json::json!(["AAPL"]), "{health}");
     assert!(health["adapter"].as_str().unwrap().starts_with("bundled"), "{health}");
+    let tagging = &health["tagging"];
+    assert_eq!(tagging["available"], true, "{health}");
+    assert_eq!(tagging["tags"], tag_set.len(), "{health}");
+    assert_eq!(tagging["examples"], examples.to_str().unwrap(), "{health}");
+    // FiNER's train split is 1,606 rows; a few name a number the mention finder cannot place.
+    assert!(tagging["examples_learned"].as_u64().unwrap() > 1500, "{health}");
 
-    // Two asks at once, from two threads, against the one loaded model.
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
+    // Two asks and two tag requests (ranking alone, and re-scored by the model) at once, from
+    // four threads, against the one loaded model and its two workers.
+    let requests = [
+        ("/ask", ask_body(REVENUE_QUESTION)),
+        ("/ask", ask_body(REVENUE_QUESTION)),
+        ("/tag", tag_body(FINER_SENTENCE, false)),
+        ("/tag", tag_body(FINER_SENTENCE, true)),
+    ];
+    let clients: Vec<_> = requests
+        .into_iter()
+        .map(|(path, body)| {
             let addr = server.addr.clone();
-            std::thread::spawn(move || http(&addr, "POST", "/ask", &ask_body(REVENUE_QUESTION), None))
+            std::thread::spawn(move || http(&addr, "POST", path, &body, None))
         })
         .collect();
-    let answers: Vec<HttpResponse> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    let mut responses: Vec<HttpResponse> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    let tagged_with_model = responses.pop().unwrap();
+    let tagged = responses.pop().unwrap();
+    let answers = responses;
     for answer in &answers {
         assert_eq!(answer.status, 200, "{}\n{}", answer.body, server.log());
         assert!(
@@ -185,6 +249,48 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     assert!(cli.status.success(), "ask failed: {}", stderr(&cli));
     assert_eq!(answers[0].body, stdout(&cli));
 
+    // Both numbers of the FiNER sentence are tagged, with and without the model.
+    for response in [&tagged, &tagged_with_model] {
+        assert_eq!(response.status, 200, "{}\n{}", response.body, server.log());
+        let mentions = checked_mentions(&response.json(), &tag_set);
+        let spans: Vec<&str> = mentions.iter().map(|mention| mention["span"].as_str().unwrap()).collect();
+        assert_eq!(spans, ["200,000", "1.798"], "{}", response.body);
+        assert_eq!(mentions[1]["unit"], "percent", "{}", response.body);
+    }
+    // Without the model, the mentions are the lines `finagent tag` prints for the same text and
+    // the same examples.
+    let text_file = home.path().join("finer-sentence.txt");
+    std::fs::write(&text_file, FINER_SENTENCE).unwrap();
+    let cli = finagent(
+        home.path(),
+        &["tag", text_file.to_str().unwrap(), "--no-model", "--examples", examples.to_str().unwrap()],
+        &[("FINAGENT_SHARED", &shared)],
+    );
+    assert!(cli.status.success(), "tag failed: {}", stderr(&cli));
+    let cli_lines: Vec<Value> =
+        stdout(&cli).lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    assert_eq!(tagged.json()["mentions"], Value::from(cli_lines), "{}", tagged.body);
+
+    let no_numbers = http(
+        &server.addr,
+        "POST",
+        "/tag",
+        &tag_body("Revenue grew because more iPhones were sold.", false),
+        None,
+    );
+    assert_eq!(no_numbers.status, 200, "{}", no_numbers.body);
+    assert_eq!(no_numbers.json()["mentions"], serde_json::json!([]), "{}", no_numbers.body);
+    assert!(no_numbers.json()["note"].as_str().unwrap().contains("no numbers"), "{}", no_numbers.body);
+    let empty_text = http(&server.addr, "POST", "/tag", &tag_body("  ", false), None);
+    assert_eq!(empty_text.status, 400, "{}", empty_text.body);
+    assert!(empty_text.json()["error"].as_str().unwrap().contains("text is empty"), "{}", empty_text.body);
+    let no_text = http(&server.addr, "POST", "/tag", "{}", None);
+    assert_eq!(no_text.status, 400, "{}", no_text.body);
+    assert!(no_text.json()["error"].as_str().unwrap().contains("missing field `text`"), "{}", no_text.body);
+    let too_long_text = "Sales were $ 5 million . ".repeat(3000);
+    let too_large_tag = http(&server.addr, "POST", "/tag", &tag_body(&too_long_text, false), None);
+    assert_eq!(too_large_tag.status, 413, "{}", too_large_tag.body);
+
     let malformed = http(&server.addr, "POST", "/ask", "{\"question\": ", None);
     assert_eq!(malformed.status, 400, "{}", malformed.body);
     assert!(malformed.json()["error"].as_str().unwrap().contains("request body is not an ask request"));
@@ -204,6 +310,9 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
 
     let unknown_path = http(&server.addr, "POST", "/nope", &ask_body(REVENUE_QUESTION), None);
     assert_eq!(unknown_path.status, 404, "{}", unknown_path.body);
+    assert!(unknown_path.json()["error"].as_str().unwrap().contains("POST /tag"), "{}", unknown_path.body);
+    let tag_by_get = http(&server.addr, "GET", "/tag", "", None);
+    assert_eq!(tag_by_get.status, 405, "{}", tag_by_get.body);
     let wrong_method = http(&server.addr, "GET", "/ask", "", None);
     assert_eq!(wrong_method.status, 405, "{}", wrong_method.body);
     assert!(wrong_method.head.to_ascii_lowercase().contains("allow: post"), "{}", wrong_method.head);

@@ -142,7 +142,7 @@ fn read_rows(file: &Path) -> Result<Vec<Row>> {
 /// Equal as decimals (`394328000000` and `394328000000.0`; `6.11` and `6.110`).
 fn same_number(value: &str, expected: &str) -> bool {
     match (value.trim().parse::<f64>(), expected.trim().parse::<f64>()) {
-        (Ok(a), Ok(b)) => a == b || (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        (Ok(a), Ok(b)) => a == b || (a - b).abs() <= 1e-12 * b.abs().max(1.0),
         _ => value.trim() == expected.trim(),
     }
 }

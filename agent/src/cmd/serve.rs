@@ -1,9 +1,11 @@
 //! `finagent serve`: answer `ask` requests over HTTP with one model and one index in memory, so a
 //! warm question costs one retrieval and one generation instead of a process start and a model load.
 //!
-//! Endpoints: `POST /ask` (`{"question": ...}` -> the JSON `finagent ask --json` prints) and
-//! `GET /health`. Connections are served concurrently by tokio and hyper; model work runs on the
-//! blocking pool, at most `--workers` generations at a time, all sharing one `Arc<LanguageModel>`.
+//! Endpoints: `POST /ask` (`{"question": ...}` -> the JSON `finagent ask --json` prints),
+//! `POST /tag` (`{"text": ...}` -> a proposed us-gaap tag per number, as `finagent tag` proposes
+//! them) and `GET /health`. Connections are served concurrently by tokio and hyper; model work
+//! runs on the blocking pool, at most `--workers` jobs at a time, all sharing one
+//! `Arc<LanguageModel>`.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -28,13 +30,22 @@ use agent::ask::{resolve, respond, AdapterChoice, LanguageModel};
 use agent::companies::CompanyDirectory;
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
+use agent::tag::candidates::TagSet;
+use agent::tag::document::text_mentions;
+use agent::tag::scorer::ModelScorer;
+use agent::tag::setup::{
+    default_catalogue_path, default_examples_path, default_tag_set, full_taxonomy_tag_set, learn_from_file,
+    load_catalogue,
+};
+use agent::tag::{Proposal, TaggedMention, Tagger, TaggerConfig};
+use datasets::DataDir;
 use trainer::quantize::BaseBits;
 use xbrl::FactIndex;
 
 use super::ask::{default_bits, indexed_companies};
 
-/// Larger bodies get a 413: a question is a sentence, and the limit keeps a client from making
-/// the server buffer megabytes.
+/// Larger bodies get a 413: a question is a sentence, a text to tag a few paragraphs, and the
+/// limit keeps a client from making the server buffer megabytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A client gets this long to send its request head, and again its body, before the
 /// connection is dropped (408 for a slow body).
@@ -67,6 +78,10 @@ pub struct Args {
     /// Requests answered at once; more wait their turn (default: the number of cores).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Tagged examples ({text, entity, label} JSON lines) that teach `POST /tag`'s ranking
+    /// (default: finer/train.jsonl of $FINAGENT_DATA or $FINAGENT_SHARED/data, when present).
+    #[arg(long, value_name = "FILE")]
+    tag_examples: Option<PathBuf>,
 }
 
 fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
@@ -94,6 +109,9 @@ struct Server {
     model: Arc<LanguageModel>,
     index: FactIndex,
     companies: CompanyDirectory,
+    /// The tag sets of `POST /tag`, or why there are none (the data folder lacks the FiNER-139
+    /// list): `/ask` does not need them, so their absence does not stop the server.
+    tagging: std::result::Result<Tagging, String>,
     /// One permit per `--workers`: held while a request runs the model.
     workers: Arc<Semaphore>,
     n_workers: usize,
@@ -115,6 +133,80 @@ struct Health {
     companies: Vec<String>,
     workers: usize,
     busy_workers: usize,
+    tagging: TaggingHealth,
+}
+
+/// What `POST /tag` proposes from.
+#[derive(Debug, Serialize)]
+struct TaggingHealth {
+    available: bool,
+    /// Tags of the default (FiNER-139) set.
+    tags: usize,
+    /// Tags `full_taxonomy` proposes from; absent without the us-gaap concept table.
+    full_taxonomy_tags: Option<usize>,
+    /// The tagged examples the ranking learned from, and how many of their rows it used.
+    examples: Option<String>,
+    examples_learned: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// The tag sets `POST /tag` ranks with, built once at start like `finagent tag` builds its own.
+struct Tagging {
+    /// FiNER-139's tags, labelled from the concept table when there is one.
+    finer: TagSet,
+    /// Every numeric us-gaap concept; `None` without the concept table.
+    full_taxonomy: Option<TagSet>,
+    /// Where the concept table was looked for, to name it when `full_taxonomy` cannot be served.
+    catalogue_path: PathBuf,
+    examples: Option<PathBuf>,
+    n_examples_learned: usize,
+}
+
+impl Tagging {
+    /// The FiNER-139 set (and the full-taxonomy one, when the data folder has the concept table),
+    /// both taught by `examples`, else by the data folder's FiNER train split when it has one.
+    fn load(data: &DataDir, examples: Option<&Path>) -> Result<Tagging> {
+        let catalogue = load_catalogue(None, data)?;
+        let mut finer = default_tag_set(None, data, catalogue.as_ref())?;
+        let mut full_taxonomy = catalogue.as_ref().map(full_taxonomy_tag_set).transpose()?;
+        let examples = examples.map(Path::to_path_buf).or_else(|| default_examples_path(data));
+        let mut n_examples_learned = 0;
+        if let Some(path) = &examples {
+            n_examples_learned = learn_from_file(&mut finer, path)?;
+            if let Some(tags) = &mut full_taxonomy {
+                learn_from_file(tags, path)?;
+            }
+        }
+        Ok(Tagging {
+            finer,
+            full_taxonomy,
+            catalogue_path: default_catalogue_path(data),
+            examples,
+            n_examples_learned,
+        })
+    }
+
+    fn health(tagging: &std::result::Result<Tagging, String>) -> TaggingHealth {
+        match tagging {
+            Ok(tagging) => TaggingHealth {
+                available: true,
+                tags: tagging.finer.len(),
+                full_taxonomy_tags: tagging.full_taxonomy.as_ref().map(TagSet::len),
+                examples: tagging.examples.as_ref().map(|path| path.display().to_string()),
+                examples_learned: tagging.n_examples_learned,
+                error: None,
+            },
+            Err(reason) => TaggingHealth {
+                available: false,
+                tags: 0,
+                full_taxonomy_tags: None,
+                examples: None,
+                examples_learned: 0,
+                error: Some(reason.clone()),
+            },
+        }
+    }
 }
 
 impl Server {
@@ -129,6 +221,7 @@ impl Server {
             companies: self.companies.iter().map(|company| company.ticker.clone()).collect(),
             workers: self.n_workers,
             busy_workers: self.n_workers.saturating_sub(self.workers.available_permits()),
+            tagging: Tagging::health(&self.tagging),
         }
     }
 }
@@ -151,6 +244,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         bail!("the fact index {} holds no filings: run `finagent index` first", paths.index.display());
     }
     let n_facts = index.num_facts()?;
+    let tagging = load_tagging(args.tag_examples.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -181,6 +275,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         model,
         index,
         companies,
+        tagging,
         workers: Arc::new(Semaphore::new(n_workers)),
         n_workers,
         model_path,
@@ -193,6 +288,37 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     // Model work already started cannot be interrupted; give it the same grace as connections.
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
     Ok(())
+}
+
+/// The tag sets for `POST /tag`. A data folder without the FiNER-139 list leaves `/tag` answering
+/// 503 with the reason; examples named by `--tag-examples` that cannot be read stop the start.
+fn load_tagging(examples: Option<&Path>) -> Result<std::result::Result<Tagging, String>> {
+    let data = DataDir::from_env();
+    let started = Instant::now();
+    match Tagging::load(&data, examples) {
+        Ok(tagging) => {
+            let learned = match &tagging.examples {
+                Some(path) => format!(
+                    "learned from {} tagged examples in {}",
+                    tagging.n_examples_learned,
+                    path.display()
+                ),
+                None => "no tagged examples to learn from".to_string(),
+            };
+            eprintln!(
+                "tag sets: {} FiNER-139 tags, {} for full_taxonomy; {learned} ({:.1} s)",
+                tagging.finer.len(),
+                tagging.full_taxonomy.as_ref().map_or("none".to_string(), |tags| tags.len().to_string()),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(Ok(tagging))
+        }
+        Err(error) if examples.is_some() => Err(error.context("cannot build the tag sets for POST /tag")),
+        Err(error) => {
+            eprintln!("POST /tag is unavailable: {error:#}");
+            Ok(Err(format!("{error:#}")))
+        }
+    }
 }
 
 /// Serves each connection in its own task until Ctrl-C or SIGTERM, then stops accepting and lets
@@ -296,8 +422,8 @@ async fn handle(
     Ok(response)
 }
 
-/// One arm per endpoint. Serving `POST /tag` is one more arm shaped like `/ask`: read its JSON
-/// body with [`read_json`], then run the tagger inside [`run_model`] so it shares the workers.
+/// One arm per endpoint: read the JSON body with [`read_json`], check it, then do the work inside
+/// [`run_model`] so that every endpoint shares the workers.
 async fn route(server: &Arc<Server>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = request.uri().path().to_string();
     match path.as_str() {
@@ -311,13 +437,24 @@ async fn route(server: &Arc<Server>, request: Request<Incoming>) -> Result<Respo
             let body = run_model(server, move |server| answer(server, &question)).await?;
             Ok(json_response(StatusCode::OK, body))
         }
+        "/tag" => {
+            require_method(&request, Method::POST)?;
+            let tag_request: TagRequest = read_json(
+                request,
+                r#"a tag request ({"text": "...", "full_taxonomy": false, "use_model": false})"#,
+            )
+            .await?;
+            check_tag_request(&server.tagging, &tag_request)?;
+            let body = run_model(server, move |server| tag_text(server, &tag_request)).await?;
+            Ok(json_response(StatusCode::OK, body))
+        }
         "/health" => {
             require_method(&request, Method::GET)?;
             Ok(json_response(StatusCode::OK, to_json(&server.health())?))
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("no endpoint {path} (endpoints: POST /ask, GET /health)"),
+            format!("no endpoint {path} (endpoints: POST /ask, POST /tag, GET /health)"),
         )),
     }
 }
@@ -325,6 +462,92 @@ async fn route(server: &Arc<Server>, request: Request<Incoming>) -> Result<Respo
 #[derive(Debug, Deserialize)]
 struct AskRequest {
     question: String,
+}
+
+/// A `POST /tag` body. Unknown fields are refused, so a misspelt option is not silently ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagRequest {
+    /// Plain text, or an HTML fragment (read as HTML when it has tags).
+    text: String,
+    /// Propose from every numeric us-gaap concept instead of FiNER-139's tags.
+    #[serde(default)]
+    full_taxonomy: bool,
+    /// Re-score the ranking's shortlist with the served model.
+    #[serde(default)]
+    use_model: bool,
+}
+
+/// The `POST /tag` body.
+#[derive(Debug, Serialize)]
+struct TagResponse<'a> {
+    mentions: Vec<TaggedMention<'a>>,
+    /// Why `mentions` is empty, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
+}
+
+const NO_MENTIONS_NOTE: &str = "no numbers found to tag: only numbers in sentences of at least 4 words \
+     are tagged, and years, dates, note numbers and form names are not";
+
+/// The 400, 422 and 503 a tag request gets before it waits for a worker.
+fn check_tag_request(
+    tagging: &std::result::Result<Tagging, String>,
+    request: &TagRequest,
+) -> Result<(), ApiError> {
+    if request.text.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "the text is empty"));
+    }
+    let tagging = tagging.as_ref().map_err(|reason| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("tagging is unavailable on this server: {reason}"),
+        )
+    })?;
+    if request.full_taxonomy && tagging.full_taxonomy.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "full_taxonomy needs the us-gaap concept table, which this server does not have (looked for {}); \
+                 leave full_taxonomy out to propose from FiNER-139's tags",
+                tagging.catalogue_path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A proposed tag for every number in `request.text`, as `finagent tag` proposes them (its
+/// default candidates and model weight), the model being the served one when `use_model` is set.
+fn tag_text(server: &Server, request: &TagRequest) -> Result<String, ApiError> {
+    let tagging = server
+        .tagging
+        .as_ref()
+        .map_err(|reason| ApiError::internal(format!("tagging is unavailable: {reason}")))?;
+    let tags = match (&tagging.full_taxonomy, request.full_taxonomy) {
+        (Some(full_taxonomy), true) => full_taxonomy,
+        (None, true) => return Err(ApiError::internal("the full-taxonomy tag set is missing".to_string())),
+        (_, false) => &tagging.finer,
+    };
+    let model = &server.model;
+    let tagger = Tagger {
+        tags,
+        model: request.use_model.then(|| ModelScorer::new(&model.model, &model.tokenizer)),
+        config: TaggerConfig::default(),
+    };
+    let (_kind, found) = text_mentions(&request.text);
+    let proposals: Vec<Proposal> = found
+        .iter()
+        .map(|found| tagger.propose(&found.sentence, &found.mention))
+        .collect::<Result<_>>()
+        .map_err(|error| ApiError::internal(format!("cannot tag the text: {error:#}")))?;
+    let mentions: Vec<TaggedMention> = found
+        .iter()
+        .zip(&proposals)
+        .map(|(found, proposal)| TaggedMention::new(&found.sentence, &found.mention, proposal, None))
+        .collect();
+    let note = mentions.is_empty().then_some(NO_MENTIONS_NOTE);
+    to_json(&TagResponse { mentions, note })
 }
 
 /// The JSON `finagent ask --json` prints for `question`, byte for byte.
@@ -497,6 +720,51 @@ mod tests {
         let malformed = parse_json::<AskRequest>(b"{\"question\": ", shape).unwrap_err();
         assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
         assert!(malformed.message.starts_with("request body is not an ask request"), "{}", malformed.message);
+    }
+
+    #[test]
+    fn tag_requests_need_text_and_refuse_unknown_options() {
+        let shape = "a tag request";
+        let parsed: TagRequest = parse_json(br#"{"text": "Sales were $ 5 million ."}"#, shape).unwrap();
+        assert!(!parsed.full_taxonomy && !parsed.use_model);
+        let parsed: TagRequest =
+            parse_json(br#"{"text": "x", "full_taxonomy": true, "use_model": true}"#, shape).unwrap();
+        assert!(parsed.full_taxonomy && parsed.use_model);
+        let missing = parse_json::<TagRequest>(br#"{"question": "x"}"#, shape).unwrap_err();
+        assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+        assert!(missing.message.contains("unknown field `question`"), "{}", missing.message);
+        let missing = parse_json::<TagRequest>(br#"{}"#, shape).unwrap_err();
+        assert!(missing.message.contains("missing field `text`"), "{}", missing.message);
+        let misspelt = parse_json::<TagRequest>(br#"{"text": "x", "use_modle": true}"#, shape).unwrap_err();
+        assert_eq!(misspelt.status, StatusCode::BAD_REQUEST);
+        assert!(misspelt.message.contains("use_modle"), "{}", misspelt.message);
+    }
+
+    #[test]
+    fn tag_requests_are_checked_before_they_wait_for_a_worker() {
+        let request = |text: &str, full_taxonomy: bool| TagRequest {
+            text: text.to_string(),
+            full_taxonomy,
+            use_model: false,
+        };
+        let tagging = Ok(Tagging {
+            finer: TagSet::new(&["Revenues".to_string()], None),
+            full_taxonomy: None,
+            catalogue_path: PathBuf::from("/data/../xbrl/taxonomy/us-gaap_concepts_partial.tsv"),
+            examples: None,
+            n_examples_learned: 0,
+        });
+        assert!(check_tag_request(&tagging, &request("Sales were $ 5 million .", false)).is_ok());
+        let empty = check_tag_request(&tagging, &request(" \n", false)).unwrap_err();
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+        let full = check_tag_request(&tagging, &request("Sales were $ 5 million .", true)).unwrap_err();
+        assert_eq!(full.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(full.message.contains("us-gaap_concepts_partial.tsv"), "{}", full.message);
+        let unavailable = Err("cannot read the FiNER-139 tag list".to_string());
+        let refused =
+            check_tag_request(&unavailable, &request("Sales were $ 5 million .", false)).unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.message.contains("FiNER-139 tag list"), "{}", refused.message);
     }
 
     #[test]

@@ -5,17 +5,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use serde::Serialize;
 
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
-use agent::tag::candidates::TagSet;
 use agent::tag::document::read_mentions;
-use agent::tag::mentions::{mention_of, Mention, UnitCue};
+use agent::tag::mentions::{mention_of, Mention};
 use agent::tag::scorer::ModelScorer;
-use agent::tag::{finer_examples, read_finer_rows, Accuracy, Proposal, ScoredTag, Tagger, TaggerConfig};
+use agent::tag::setup::{default_tag_set, full_taxonomy_tag_set, learn_from_file, load_catalogue};
+use agent::tag::{read_finer_rows, Accuracy, Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
-use taxonomy::Catalogue;
 use trainer::model::Llama;
 use trainer::quantize::{quantize_base, BaseBits};
 use trainer::tokenizer::Tokenizer;
@@ -78,25 +76,6 @@ fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
     text.parse::<BaseBits>().map_err(|error| error.to_string())
 }
 
-/// One output line.
-#[derive(Debug, Serialize)]
-struct TagLine<'a> {
-    sentence: &'a str,
-    span: &'a str,
-    /// Byte range of `span` in `sentence`.
-    start: usize,
-    end: usize,
-    value: Option<&'a str>,
-    unit: UnitCue,
-    tag: &'a str,
-    confidence: f64,
-    /// The next two candidates, best first.
-    candidates: &'a [ScoredTag],
-    /// The filing's (or FiNER row's) own tag, with `--score` or `--finer`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gold: Option<&'a str>,
-}
-
 /// A mention to tag and, when known, its gold tag (us-gaap local name or prefixed concept).
 struct Job {
     sentence: String,
@@ -106,24 +85,18 @@ struct Job {
 
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let data = DataDir::from_env();
-    let catalogue = load_catalogue(&args, &data)?;
+    let catalogue = load_catalogue(args.taxonomy.as_deref(), &data)?;
     let mut tags = if args.full_taxonomy {
         let catalogue = catalogue
             .as_ref()
             .context("--full-taxonomy needs the us-gaap concept table (--taxonomy FILE)")?;
-        TagSet::full_taxonomy(catalogue)
+        full_taxonomy_tag_set(catalogue)?
     } else {
-        let names = match &args.tags {
-            Some(path) => read_tag_list(path)?,
-            None => data.finer_tags().context("cannot read the FiNER-139 tag list (give --tags FILE)")?,
-        };
-        TagSet::new(&names, catalogue.as_ref())
+        default_tag_set(args.tags.as_deref(), &data, catalogue.as_ref())
+            .context("no FiNER-139 tag set to propose from (give --tags FILE)")?
     };
-    if tags.is_empty() {
-        bail!("the tag set is empty");
-    }
     if let Some(path) = &args.examples {
-        let n_used = tags.learn(&finer_examples(&read_finer_rows(path)?));
+        let n_used = learn_from_file(&mut tags, path)?;
         eprintln!("learned from {n_used} tagged examples in {}", path.display());
     }
 
@@ -153,18 +126,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
                 None => accuracy.n_outside_tag_set += 1,
             }
         }
-        let line = TagLine {
-            sentence: &job.sentence,
-            span: &job.mention.span,
-            start: job.mention.start,
-            end: job.mention.end,
-            value: job.mention.value.as_deref(),
-            unit: job.mention.unit,
-            tag: &proposal.best.tag,
-            confidence: proposal.best.confidence,
-            candidates: &proposal.runners_up,
-            gold,
-        };
+        let line = TaggedMention::new(&job.sentence, &job.mention, &proposal, gold);
         output.write_line(&serde_json::to_string(&line)?)?;
     }
     output.finish()?;
@@ -218,26 +180,6 @@ fn finer_jobs(path: &Path) -> Result<Vec<Job>> {
         jobs.push(Job { sentence: row.text, mention, gold: Some(row.label) });
     }
     Ok(jobs)
-}
-
-fn read_tag_list(path: &Path) -> Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read tag list {}", path.display()))?;
-    Ok(text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_string).collect())
-}
-
-fn load_catalogue(args: &Args, data: &DataDir) -> Result<Option<Catalogue>> {
-    let path = match &args.taxonomy {
-        Some(path) => path.clone(),
-        None => {
-            let default = data.root().join("../xbrl/taxonomy/us-gaap_concepts_partial.tsv");
-            if !default.is_file() {
-                return Ok(None);
-            }
-            default
-        }
-    };
-    Ok(Some(Catalogue::load(&path).with_context(|| format!("cannot load taxonomy {}", path.display()))?))
 }
 
 /// The model and tokenizer at `--model`, re-quantized to `--bits`, with `--adapter` attached.

@@ -81,12 +81,35 @@ pub fn read_mentions(path: &Path) -> Result<(InputKind, Vec<SentenceMention>)> {
             block_mentions(&blocks)
         }
         InputKind::Html => block_mentions(&html_blocks(&text)),
-        InputKind::Text => {
-            let blocks: Vec<String> = text.split("\n\n").map(str::to_string).collect();
-            block_mentions(&blocks)
-        }
+        InputKind::Text => block_mentions(&text_blocks(&text)),
     };
     Ok((kind, mentions))
+}
+
+/// The mentions of a text given in memory (a request body rather than a file), in order: read as
+/// HTML when it has markup (a fragment such as `<p>...</p>` is enough), else as plain text.
+/// Inline XBRL markup is read as HTML, so its own tags are not gold tags here.
+pub fn text_mentions(text: &str) -> (InputKind, Vec<SentenceMention>) {
+    if has_markup(text) {
+        (InputKind::Html, block_mentions(&html_blocks(text)))
+    } else {
+        (InputKind::Text, block_mentions(&text_blocks(text)))
+    }
+}
+
+/// Plain text's blocks are its paragraphs, split at blank lines.
+fn text_blocks(text: &str) -> Vec<String> {
+    text.split("\n\n").map(str::to_string).collect()
+}
+
+/// Whether `text` has an element tag (`<p>`, `</div>`, `<br/>`) or a comment; a bare `<` as in
+/// `rates < 5%` is not markup.
+fn has_markup(text: &str) -> bool {
+    text.match_indices('<').any(|(idx, _)| {
+        let rest = &text[idx + 1..];
+        let starts_tag = rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '!');
+        starts_tag && rest.split('<').next().is_some_and(|tag| tag.contains('>'))
+    })
 }
 
 /// Inline XBRL declares the inline namespace; an instance has an `xbrl` root in the instance
@@ -271,6 +294,29 @@ mod tests {
         std::fs::write(&path, INLINE.replace("</span></div>", "</div>")).expect("write");
         let error = read_mentions(&path).expect_err("malformed");
         assert!(format!("{error:#}").contains("broken.htm"), "{error:#}");
+    }
+
+    #[test]
+    fn texts_in_memory_are_read_as_html_only_when_they_have_markup() {
+        let sentence = "The interest rate swap effectively converts $ 200,000 of variable rate debt to a fixed rate of 1.798 % .";
+        let (kind, mentions) = text_mentions(sentence);
+        assert_eq!(kind, InputKind::Text);
+        let spans: Vec<&str> = mentions.iter().map(|found| found.mention.span.as_str()).collect();
+        assert_eq!(spans, ["200,000", "1.798"]);
+        assert!(mentions.iter().all(|found| found.sentence == sentence && found.gold.is_none()));
+
+        let (kind, mentions) = text_mentions(
+            "<div><p>Revenue rose to $7&nbsp;million in the quarter, up 12% from last year.</p>\
+             <table><tr><td>1,250</td></tr></table></div>",
+        );
+        assert_eq!(kind, InputKind::Html);
+        let spans: Vec<&str> = mentions.iter().map(|found| found.mention.span.as_str()).collect();
+        assert_eq!(spans, ["7", "12"]);
+
+        let (kind, mentions) = text_mentions("Borrowings at rates < 5% were $ 300 million in total.");
+        assert_eq!(kind, InputKind::Text);
+        assert_eq!(mentions.len(), 2);
+        assert!(text_mentions("No numbers in this sentence at all.").1.is_empty());
     }
 
     #[test]

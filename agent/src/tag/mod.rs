@@ -3,12 +3,14 @@
 //! [`document`] turns a filing into sentences with numeric [`mentions`]; [`candidates`] ranks the
 //! tag set for each mention from the words around it (names, labels, and tagged examples when
 //! given); [`scorer`] lets the model weigh the first few as continuations of FinLoRA's FiNER
-//! prompt; [`Tagger`] combines both into a tag, a confidence and the runners-up.
+//! prompt; [`Tagger`] combines both into a tag, a confidence and the runners-up. [`setup`] builds
+//! the tag sets `finagent tag` and `finagent serve` share; [`TaggedMention`] is what both print.
 
 pub mod candidates;
 pub mod document;
 pub mod mentions;
 pub mod scorer;
+pub mod setup;
 
 use std::path::Path;
 
@@ -17,7 +19,7 @@ use datasets::finer_prompt::single_prompt;
 use serde::{Deserialize, Serialize};
 
 use candidates::{TagSet, TaggedExample};
-use mentions::{mention_of, Mention};
+use mentions::{mention_of, Mention, UnitCue};
 use scorer::ModelScorer;
 
 /// How ranking and model are combined.
@@ -49,6 +51,48 @@ pub struct ScoredTag {
 pub struct Proposal {
     pub best: ScoredTag,
     pub runners_up: Vec<ScoredTag>,
+}
+
+/// One tagged mention: a JSON line of `finagent tag`, an element of `finagent serve`'s
+/// `POST /tag` response.
+#[derive(Debug, Serialize)]
+pub struct TaggedMention<'a> {
+    pub sentence: &'a str,
+    pub span: &'a str,
+    /// Byte range of `span` in `sentence`.
+    pub start: usize,
+    pub end: usize,
+    pub value: Option<&'a str>,
+    pub unit: UnitCue,
+    pub tag: &'a str,
+    pub confidence: f64,
+    /// The next two candidates, best first.
+    pub candidates: &'a [ScoredTag],
+    /// The filing's (or FiNER row's) own tag, when scoring against it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gold: Option<&'a str>,
+}
+
+impl<'a> TaggedMention<'a> {
+    pub fn new(
+        sentence: &'a str,
+        mention: &'a Mention,
+        proposal: &'a Proposal,
+        gold: Option<&'a str>,
+    ) -> Self {
+        TaggedMention {
+            sentence,
+            span: &mention.span,
+            start: mention.start,
+            end: mention.end,
+            value: mention.value.as_deref(),
+            unit: mention.unit,
+            tag: &proposal.best.tag,
+            confidence: proposal.best.confidence,
+            candidates: &proposal.runners_up,
+            gold,
+        }
+    }
 }
 
 /// Ranks tags for mentions, with the model when one is given.
