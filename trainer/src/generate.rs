@@ -46,8 +46,9 @@ impl PromptCache {
 }
 
 /// [`generate_greedy`] that prefills only what `prompt_ids` does not share with the prompt held
-/// in `reuse` (a shared instruction header, say), then leaves its own prompt there. The result
-/// equals [`generate_greedy`]'s up to float rounding of the split prefill.
+/// in `reuse` (a shared instruction header, say), then leaves its own prompt there, and decodes
+/// with prompt-lookup drafts ([`lookup_draft`]). The result equals [`generate_greedy`]'s up to
+/// float rounding of the split prefill and of multi-token passes.
 pub fn generate_greedy_reusing(
     model: &Llama,
     prompt_ids: &[u32],
@@ -76,7 +77,7 @@ pub fn generate_greedy_reusing(
     if let Ok(mut held) = reuse.lock() {
         *held = PromptCache { ids: prompt_ids.to_vec(), cache: Some(cache.detach()) };
     }
-    decode_greedy(model, cache, argmax_last(&logits)?, generated, config)
+    decode_greedy_lookup(model, cache, argmax_last(&logits)?, prompt_ids, generated, config)
 }
 
 /// Greedy decoding from a prefilled `cache` whose first new token is `next`.
@@ -95,6 +96,67 @@ fn decode_greedy(
         let start_pos = cache.seq_len();
         let logits = model.forward_ids(&[next], start_pos, Some(&mut cache), LogitsPositions::Last)?;
         next = argmax_last(&logits)?;
+    }
+}
+
+/// Longest n-gram the prompt lookup matches on, and most tokens it drafts at once.
+const LOOKUP_NGRAM: usize = 3;
+const LOOKUP_DRAFT: usize = 12;
+
+/// Prompt-lookup drafting: the tokens that followed the latest earlier occurrence of the
+/// context's last `n`-gram (longest `n` first), at most `max` of them; empty when none recurs.
+/// Answers copied from the prompt (a filed value) are then verified many tokens per forward pass.
+pub fn lookup_draft(context: &[u32], max: usize) -> Vec<u32> {
+    for n in (1..=LOOKUP_NGRAM.min(context.len().saturating_sub(1))).rev() {
+        let tail = &context[context.len() - n..];
+        let earlier = (0..context.len() - n).rev().find(|&i| &context[i..i + n] == tail);
+        if let Some(i) = earlier {
+            let from = i + n;
+            return context[from..(from + max).min(context.len())].to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// [`decode_greedy`] with prompt-lookup drafts: the draft and `next` go through the model in one
+/// pass, the longest prefix of the draft that greedy decoding would itself have produced is kept
+/// (plus the model's own token after it), the rest of the cache is cut. The output is greedy
+/// decoding's, up to float rounding of multi-token passes.
+fn decode_greedy_lookup(
+    model: &Llama,
+    mut cache: KvCache,
+    mut next: u32,
+    prompt_ids: &[u32],
+    mut generated: Vec<u32>,
+    config: &GreedyConfig,
+) -> Result<Vec<u32>> {
+    let mut context = prompt_ids.to_vec();
+    loop {
+        generated.push(next);
+        context.push(next);
+        if config.stop_ids.contains(&next) || generated.len() == config.max_new_tokens {
+            return Ok(generated);
+        }
+        let room = config.max_new_tokens - generated.len();
+        let draft = lookup_draft(&context, LOOKUP_DRAFT.min(room));
+        let start_pos = cache.seq_len();
+        let mut input = Vec::with_capacity(draft.len() + 1);
+        input.push(next);
+        input.extend_from_slice(&draft);
+        let logits = model.forward_ids(&input, start_pos, Some(&mut cache), LogitsPositions::All)?;
+        let predicted: Vec<u32> =
+            (0..input.len()).map(|row| argmax_row(&logits, row)).collect::<Result<_>>()?;
+        let accepted =
+            draft.iter().zip(&predicted).take_while(|(draft, predicted)| draft == predicted).count();
+        for &token in &draft[..accepted] {
+            generated.push(token);
+            context.push(token);
+            if config.stop_ids.contains(&token) || generated.len() == config.max_new_tokens {
+                return Ok(generated);
+            }
+        }
+        cache.truncate(start_pos + 1 + accepted)?;
+        next = predicted[accepted];
     }
 }
 
@@ -176,6 +238,12 @@ fn first_max(scores: &[f32]) -> u32 {
         }
     }
     best.0 as u32
+}
+
+/// The highest-scoring id of row `row` of `[n, vocab]` logits (first one on ties, as torch).
+fn argmax_row(logits: &candle_core::Tensor, row: usize) -> Result<u32> {
+    let scores: Vec<f32> = logits.get(row)?.to_vec1()?;
+    Ok(first_max(&scores))
 }
 
 /// The highest-scoring id of the last row of `[n, vocab]` logits (first one on ties, as torch).

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::tiny;
-use trainer::generate::{generate_greedy, generate_greedy_reusing, GreedyConfig, PromptCache};
+use trainer::generate::{generate_greedy, generate_greedy_reusing, lookup_draft, GreedyConfig, PromptCache};
 use trainer::linear::DenseLinear;
 use trainer::model::{Llama, LogitsPositions};
 
@@ -127,8 +127,16 @@ fn reusing_a_shared_prompt_prefix_generates_what_a_fresh_prefill_does() {
     let greedy = GreedyConfig { max_new_tokens: 12, stop_ids: vec![] };
     let reuse = std::sync::Mutex::new(PromptCache::default());
     // Same header, different tails; then a prompt sharing nothing, then a prefix of the last.
-    let prompts: [&[u32]; 5] =
-        [&PROMPT, &[5, 17, 3, 42, 9, 1], &[5, 17, 3, 42, 9, 1, 2, 60], &[60, 2, 2], &[60, 2]];
+    // Repeating prompts make the prompt lookup draft, so drafts are verified and cut too.
+    let prompts: [&[u32]; 7] = [
+        &PROMPT,
+        &[5, 17, 3, 42, 9, 1],
+        &[5, 17, 3, 42, 9, 1, 2, 60],
+        &[60, 2, 2],
+        &[60, 2],
+        &[7, 8, 9, 10, 11, 7, 8, 9, 10, 11, 7, 8],
+        &[1, 1, 1, 1, 1, 1, 1, 1, 1],
+    ];
     for prompt in prompts {
         let fresh = generate_greedy(&model, prompt, &greedy).unwrap_or_else(|e| panic!("{e}"));
         let reused =
@@ -136,9 +144,20 @@ fn reusing_a_shared_prompt_prefix_generates_what_a_fresh_prefill_does() {
         assert_eq!(reused, fresh, "prompt {prompt:?}");
     }
     let held = reuse.lock().map(|held| held.clone()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(held.reusable(&[60, 2, 7]), 2);
-    assert_eq!(held.reusable(&[60, 2]), 1, "the last prompt token is always recomputed");
-    assert_eq!(held.reusable(&[1]), 0);
+    assert_eq!(held.reusable(&[1, 1, 7]), 2);
+    assert_eq!(held.reusable(&[1, 1]), 1, "the last prompt token is always recomputed");
+    assert_eq!(held.reusable(&[9]), 0);
+}
+
+#[test]
+fn prompt_lookup_drafts_what_followed_the_last_ngram() {
+    // "... 4 1 2 3 | 9 ..." and the context ends in "1 2 3": draft what followed it.
+    assert_eq!(lookup_draft(&[4, 1, 2, 3, 9, 8, 7, 1, 2, 3], 2), [9, 8]);
+    assert_eq!(lookup_draft(&[4, 1, 2, 3, 9, 8, 7, 1, 2, 3], 10), [9, 8, 7, 1, 2, 3]);
+    // The latest earlier occurrence wins; shorter n-grams when longer ones never recur.
+    assert_eq!(lookup_draft(&[5, 6, 5, 7, 5], 1), [7]);
+    assert_eq!(lookup_draft(&[1, 2, 3], 4), Vec::<u32>::new());
+    assert_eq!(lookup_draft(&[], 4), Vec::<u32>::new());
 }
 
 #[test]

@@ -39,10 +39,13 @@ pub struct Args {
     /// Tag at most this many mentions (or FiNER rows).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Tagged examples ({text, entity, label} JSON lines, e.g. FiNER's train split) whose words
-    /// teach the candidate ranking; never the rows being scored.
+    /// Tagged examples ({text, entity, label} JSON lines) whose words teach the candidate ranking;
+    /// never the rows being scored (default: finer/train.jsonl of the data folder, when present).
     #[arg(long, value_name = "FILE")]
     examples: Option<PathBuf>,
+    /// Rank from tag names and labels only, without tagged examples.
+    #[arg(long, conflicts_with = "examples")]
+    no_examples: bool,
     /// FiNER-139 tag list, one a line (default: finer/tag_set.txt of $FINAGENT_DATA or
     /// $FINAGENT_SHARED/data).
     #[arg(long, value_name = "FILE")]
@@ -95,7 +98,15 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         default_tag_set(args.tags.as_deref(), &data, catalogue.as_ref())
             .context("no FiNER-139 tag set to propose from (give --tags FILE)")?
     };
-    if let Some(path) = &args.examples {
+    let examples = match (&args.examples, args.no_examples) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => agent::tag::setup::default_examples_path(&data),
+    };
+    if let Some(path) = &examples {
+        if args.finer.as_deref().is_some_and(|finer| same_file(finer, path)) {
+            bail!("--finer {} is the examples file the ranking learns from; pass --no-examples or other --examples", path.display());
+        }
         let n_used = learn_from_file(&mut tags, path)?;
         eprintln!("learned from {n_used} tagged examples in {}", path.display());
     }
@@ -238,5 +249,13 @@ impl Output {
                 Ok(())
             }
         }
+    }
+}
+
+/// Whether two paths name the same file (canonical paths, or the paths as given).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
