@@ -46,7 +46,7 @@ enum Command {
     Quantize(cmd::quantize::Args),
     /// Propose a us-gaap tag for each number in a filing's running text (FiNER-139 by default).
     Tag(cmd::tag::Args),
-    /// Answer `ask` requests over HTTP with one model in memory (POST /ask, GET /health).
+    /// Answer `ask` and `tag` requests over HTTP with one model in memory (POST /ask, POST /tag, GET /health).
     Serve(cmd::serve::Args),
 }
 

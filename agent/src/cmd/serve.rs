@@ -1,4 +1,4 @@
-//! `finagent serve`: answer `ask` requests over HTTP with one model and one index in memory, so a
+//! `finagent serve`: answer `ask` and `tag` requests over HTTP with one model and one index in memory, so a
 //! warm question costs one retrieval and one generation instead of a process start and a model load.
 //!
 //! Endpoints: `POST /ask` (`{"question": ...}` -> the JSON `finagent ask --json` prints),
