@@ -1,5 +1,6 @@
-//! `finagent serve`: answer `ask` and `tag` requests over HTTP with one model and one index in memory, so a
-//! warm question costs one retrieval and one generation instead of a process start and a model load.
+//! `finagent serve`: answer `ask` and `tag` requests over HTTP with one model and one index in
+//! memory, so a warm question costs one retrieval and one generation instead of a process start
+//! and a model load.
 //!
 //! Endpoints: `POST /ask` (`{"question": ...}` -> the JSON `finagent ask --json` prints),
 //! `POST /tag` (`{"text": ...}` -> a proposed us-gaap tag per number, as `finagent tag` proposes
