@@ -40,6 +40,36 @@ pub struct Computed {
     pub operands: Vec<Answer>,
 }
 
+impl Computed {
+    /// A computation not (yet) carried out: no result, no operands, not agreeing with facts.
+    fn unanswered(
+        kind: &'static str,
+        question: &Question,
+        company: &Company,
+        metric: &str,
+        formula: &str,
+        fiscal_year: i32,
+        entity: Option<String>,
+    ) -> Self {
+        Computed {
+            kind,
+            question: question.text.clone(),
+            answer: String::new(),
+            metric: metric.to_string(),
+            formula: formula.to_string(),
+            substituted: None,
+            value: None,
+            unit: None,
+            percent_change: None,
+            fiscal_year,
+            ticker: company.ticker.clone(),
+            entity,
+            agrees_with_facts: false,
+            operands: Vec::new(),
+        }
+    }
+}
+
 /// The filed values of both operands when both were confirmed and share a unit, else why not.
 fn confirmed<'a>(operands: &'a [Answer; 2], what: &str) -> Result<[(f64, &'a str, &'a str); 2], String> {
     let mut out = Vec::with_capacity(2);
@@ -79,22 +109,8 @@ pub fn derived(
     let fiscal_year = operands[1].fiscal_year;
     let what = format!("{}'s {} for fiscal {fiscal_year}", who, metric.label().to_lowercase());
     let formula = metric.formula();
-    let mut computed = Computed {
-        kind: "ratio",
-        question: question.text.clone(),
-        answer: String::new(),
-        metric: metric.name().to_string(),
-        formula: formula.clone(),
-        substituted: None,
-        value: None,
-        unit: None,
-        percent_change: None,
-        fiscal_year,
-        ticker: company.ticker.clone(),
-        entity,
-        agrees_with_facts: false,
-        operands: Vec::new(),
-    };
+    let mut computed =
+        Computed::unanswered("ratio", question, company, metric.name(), &formula, fiscal_year, entity);
     match confirmed(&operands, &what) {
         Err(reason) => computed.answer = format!("{reason}; no answer is given."),
         Ok([(a, a_text, unit), (b, b_text, _)]) => {
@@ -139,22 +155,8 @@ pub fn change(question: &Question, company: &Company, metric: Metric, operands: 
     let label = metric.label();
     let what = format!("how {who}'s {} changed from fiscal {from_year} to {to_year}", label.to_lowercase());
     let formula = format!("{label} FY{to_year} - {label} FY{from_year}");
-    let mut computed = Computed {
-        kind: "change",
-        question: question.text.clone(),
-        answer: String::new(),
-        metric: metric.name().to_string(),
-        formula: formula.clone(),
-        substituted: None,
-        value: None,
-        unit: None,
-        percent_change: None,
-        fiscal_year: to_year,
-        ticker: company.ticker.clone(),
-        entity,
-        agrees_with_facts: false,
-        operands: Vec::new(),
-    };
+    let mut computed =
+        Computed::unanswered("change", question, company, metric.name(), &formula, to_year, entity);
     match confirmed(&operands, &what) {
         Err(reason) => computed.answer = format!("{reason}; no answer is given."),
         Ok([(from, from_text, unit), (to, to_text, _)]) => {

@@ -52,11 +52,13 @@ pub struct Args {
     question: Option<String>,
 }
 
-fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
+/// `--bits` of the commands that run the model.
+pub(crate) fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
     text.parse::<BaseBits>().map_err(|error| error.to_string())
 }
 
-fn parse_adapter(text: &str) -> std::result::Result<AdapterChoice, String> {
+/// `--adapter bundled|DIR|none` of the commands that answer questions.
+pub(crate) fn parse_adapter(text: &str) -> std::result::Result<AdapterChoice, String> {
     Ok(match text {
         "bundled" => AdapterChoice::Bundled,
         "none" => AdapterChoice::None,

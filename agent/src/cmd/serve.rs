@@ -43,7 +43,7 @@ use datasets::DataDir;
 use trainer::quantize::BaseBits;
 use xbrl::FactIndex;
 
-use super::ask::{default_bits, indexed_companies};
+use super::ask::{default_bits, indexed_companies, parse_adapter, parse_bits};
 
 /// Larger bodies get a 413: a question is a sentence, a text to tag a few paragraphs, and the
 /// limit keeps a client from making the server buffer megabytes.
@@ -83,18 +83,6 @@ pub struct Args {
     /// (default: finer/train.jsonl of $FINAGENT_DATA or $FINAGENT_SHARED/data, when present).
     #[arg(long, value_name = "FILE")]
     tag_examples: Option<PathBuf>,
-}
-
-fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
-    text.parse::<BaseBits>().map_err(|error| error.to_string())
-}
-
-fn parse_adapter(text: &str) -> std::result::Result<AdapterChoice, String> {
-    Ok(match text {
-        "bundled" => AdapterChoice::Bundled,
-        "none" => AdapterChoice::None,
-        dir => AdapterChoice::Dir(PathBuf::from(dir)),
-    })
 }
 
 /// Requests share the model and the index across threads; this stops compiling if either

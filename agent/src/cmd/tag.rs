@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 
 use agent::config::Paths;
+
+use super::ask::parse_bits;
 use agent::model_fetch::ensure_default_model;
 use agent::tag::document::read_mentions;
 use agent::tag::mentions::{mention_of, Mention};
@@ -73,10 +75,6 @@ pub struct Args {
     /// Precision of the base weights: 32, 8 (int8) or 4 (NF4); the adapter's training setting.
     #[arg(long, default_value = "32", value_parser = parse_bits)]
     bits: BaseBits,
-}
-
-fn parse_bits(text: &str) -> std::result::Result<BaseBits, String> {
-    text.parse::<BaseBits>().map_err(|error| error.to_string())
 }
 
 /// A mention to tag and, when known, its gold tag (us-gaap local name or prefixed concept).
