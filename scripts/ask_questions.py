@@ -514,7 +514,7 @@ def make_question(ticker: str, year: int, metric: str, spec: dict, variant: int,
 # ---------------------------------------------------------------------------------------------
 
 
-def build(xbrl_dir: Path, variants: int) -> list[dict]:
+def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
     table = read_metric_table(METRIC_TABLE)
     missing = [m for m in METRICS if m not in table]
     if missing:
@@ -571,6 +571,67 @@ def build(xbrl_dir: Path, variants: int) -> list[dict]:
                 "period": gold["period"],
                 "source": gold["source"],
             })
+    return rows, golds
+
+
+# Ratio questions: (name, operands, percent or not, wordings as the agent's derived.rs names them).
+DERIVED = [
+    ("gross_margin", ("gross_profit", "revenue"), True, ["gross margin", "gross profit margin"]),
+    ("operating_margin", ("operating_income", "revenue"), True, ["operating margin"]),
+    ("net_margin", ("net_income", "revenue"), True, ["net margin", "net profit margin"]),
+    ("current_ratio", ("current_assets", "current_liabilities"), False, ["current ratio"]),
+    ("debt_to_equity", ("total_liabilities", "stockholders_equity"), False, ["debt to equity ratio"]),
+    ("return_on_equity", ("net_income", "stockholders_equity"), True, ["return on equity"]),
+    ("return_on_assets", ("net_income", "total_assets"), True, ["return on assets"]),
+    ("free_cash_flow", ("operating_cash_flow", "capital_expenditure"), None, ["free cash flow"]),
+]
+DERIVED_TEMPLATES = ["What was {cos} {p} in {yr}?", "What was {cos} {p} for {yr}?", "{co} {p} {yr}"]
+CHANGE_METRICS = {"revenue": "revenue", "net_income": "net income", "total_assets": "total assets",
+                  "operating_cash_flow": "operating cash flow"}
+CHANGE_TEMPLATES = ["How much did {cos} {p} grow from {y0} to {y1}?",
+                    "How did {cos} {p} change from fiscal {y0} to fiscal {y1}?"]
+
+
+def build_derived(golds: list[tuple]) -> list[dict]:
+    """Ratio and change questions over the same held-out gold values. The expected answers are
+    computed here the way the agent states them: a percentage to 2 decimals and a ratio to 4
+    (float arithmetic, a / b * 100), a difference exactly (decimal arithmetic)."""
+    value = {(ticker, year, metric): gold for ticker, year, metric, gold in golds}
+    rows = []
+    for ticker, year in sorted({(t, y) for t, y, _ in value}):
+        for name, (a_metric, b_metric), percent, wordings in DERIVED:
+            a, b = value.get((ticker, year, a_metric)), value.get((ticker, year, b_metric))
+            if not a or not b:
+                continue
+            a_num, b_num = Decimal(a["expected"]), Decimal(b["expected"])
+            if percent is None:
+                expected = str(a_num - b_num)
+            elif float(b_num) == 0.0:
+                continue
+            elif percent:
+                expected = f"{float(a_num) / float(b_num) * 100.0:.2f}"
+            else:
+                expected = f"{float(a_num) / float(b_num):.4f}"
+            key = f"{ticker}:{year}:{name}"
+            company = pick(COMPANY_FORMS[ticker], key + ":company")
+            text = pick(DERIVED_TEMPLATES, key + ":template").format(
+                co=company, cos=possessive(company), p=pick(wordings, key + ":wording"),
+                yr=pick(YEAR_FORMS, key + ":year").format(y=year))
+            rows.append({"id": f"{ticker.lower()}-fy{year}-{name}", "question": text[0].upper() + text[1:],
+                         "ticker": ticker, "fiscal_year": year, "metric": name, "expected": expected,
+                         "operands": [a["concept"], b["concept"]]})
+        for metric, wording in CHANGE_METRICS.items():
+            before, after = value.get((ticker, year - 1, metric)), value.get((ticker, year, metric))
+            if not before or not after:
+                continue
+            key = f"{ticker}:{year}:{metric}:change"
+            company = pick(COMPANY_FORMS[ticker], key + ":company")
+            text = pick(CHANGE_TEMPLATES, key + ":template").format(
+                cos=possessive(company), p=wording, y0=year - 1, y1=year)
+            rows.append({"id": f"{ticker.lower()}-fy{year - 1}-fy{year}-{metric}-change", "question": text,
+                         "ticker": ticker, "fiscal_year": year, "metric": f"{metric}_change",
+                         "expected": str(Decimal(after["expected"]) - Decimal(before["expected"])),
+                         "operands": [before["concept"], after["concept"]]})
     return rows
 
 
@@ -581,12 +642,15 @@ def main() -> int:
                         help="shared XBRL data (filings/, companyfacts/); default $FINAGENT_XBRL_MIRROR "
                              "or ../shared/xbrl")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs/agent/heldout_questions.jsonl")
+    parser.add_argument("--derived-out", type=Path, default=REPO_ROOT / "docs/agent/heldout_derived.jsonl",
+                        help="ratio and change questions over the same gold values")
     parser.add_argument("--variants", type=int, default=2, help="differently phrased questions per gold value")
     args = parser.parse_args()
     if args.variants < 1:
         parser.error(f"--variants must be at least 1, got {args.variants}")
     try:
-        rows = build(args.xbrl_dir, args.variants)
+        rows, golds = build(args.xbrl_dir, args.variants)
+        derived = build_derived(golds)
     except (GoldError, OSError, json.JSONDecodeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -594,6 +658,10 @@ def main() -> int:
     with open(args.out, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with open(args.derived_out, "w", encoding="utf-8") as handle:
+        for row in derived:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{len(derived)} ratio and change questions -> {args.derived_out}")
     counts = {}
     for row in rows:
         key = (row["ticker"], row["fiscal_year"])

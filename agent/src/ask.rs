@@ -80,6 +80,8 @@ impl LanguageModel {
             }
             AdapterChoice::None => {}
         }
+        // Answering only: no autograd graph behind every forward pass.
+        model.freeze();
         Ok(Self { model, tokenizer, prompt_cache: Default::default() })
     }
 
@@ -259,6 +261,63 @@ pub struct ValueRequest<'a> {
 /// Answers a filed-metric question: retrieves, prompts and checks. `model` is only loaded once
 /// facts were found. No fact at all is an error saying what was looked for.
 pub fn answer_value(index: &FactIndex, request: &ValueRequest, model: &mut ModelSource) -> Result<Answer> {
+    let prepared = prepare_value(index, request)?;
+    let model_answer = model()?.complete(&prepared.prompt)?;
+    Ok(check_value(request, prepared, model_answer))
+}
+
+/// Answers two filed-metric questions (a ratio's or a change's operands): both are retrieved
+/// first, then the model completes both prompts at once, each in its own one-thread pool. A
+/// single completion of a short prompt keeps barely more than one core busy (splitting its small
+/// matrix products costs about what it gains), so on a 2-core machine two side by side take
+/// little longer than one (docs/agent.md, Latency).
+pub fn answer_value_pair(
+    index: &FactIndex,
+    requests: [&ValueRequest; 2],
+    model: &mut ModelSource,
+) -> Result<[Answer; 2]> {
+    let prepared = [prepare_value(index, requests[0])?, prepare_value(index, requests[1])?];
+    let language_model = model()?;
+    let [first_pool, second_pool] = operand_pools()?;
+    let complete = |pool: &rayon::ThreadPool, prompt: &str| pool.install(|| language_model.complete(prompt));
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| complete(second_pool, &prepared[1].prompt));
+        let first = complete(first_pool, &prepared[0].prompt);
+        (first, second.join())
+    });
+    let second = second.map_err(|_| anyhow::anyhow!("the model thread for the second operand panicked"))?;
+    let (first, second) = (first?, second?);
+    let [prepared_first, prepared_second] = prepared;
+    Ok([check_value(requests[0], prepared_first, first), check_value(requests[1], prepared_second, second)])
+}
+
+/// The two one-thread pools [`answer_value_pair`] runs its completions in, made once.
+fn operand_pools() -> Result<&'static [rayon::ThreadPool; 2]> {
+    static POOLS: std::sync::OnceLock<[rayon::ThreadPool; 2]> = std::sync::OnceLock::new();
+    if let Some(pools) = POOLS.get() {
+        return Ok(pools);
+    }
+    let pool = |idx: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(move |_| format!("finagent-operand-{idx}"))
+            .build()
+            .context("cannot start a thread for the model")
+    };
+    let pools = [pool(0)?, pool(1)?];
+    Ok(POOLS.get_or_init(|| pools))
+}
+
+/// A value question made ready for the model: the facts shown and the prompt built from them.
+struct PreparedValue {
+    shown: Vec<FactHit>,
+    entity: Option<String>,
+    fiscal_year: i32,
+    prompt: String,
+}
+
+/// Retrieves the facts for `request` and builds its prompt (no model involved).
+fn prepare_value(index: &FactIndex, request: &ValueRequest) -> Result<PreparedValue> {
     let ValueRequest { company, year, year_basis, metric, quarter, .. } = *request;
     if let Some(quarter) = quarter {
         if let Err(gap) = quarter_end(index, &company.ticker, year, quarter)? {
@@ -293,7 +352,14 @@ pub fn answer_value(index: &FactIndex, request: &ValueRequest, model: &mut Model
         None => metric_value_question(&entity_text, metric, fiscal_year),
     };
     let prompt = build_prompt(XbrlQuestionKind::Value, &retrieved_lines(&shown), &question);
-    let model_answer = model()?.complete(&prompt)?;
+    Ok(PreparedValue { shown, entity, fiscal_year, prompt })
+}
+
+/// The answer to `request` from the model's completion: the value shown only when a number the
+/// model wrote equals one of the facts in its prompt.
+fn check_value(request: &ValueRequest, prepared: PreparedValue, model_answer: String) -> Answer {
+    let ValueRequest { company, year_basis, metric, quarter, .. } = *request;
+    let PreparedValue { shown, entity, fiscal_year, .. } = prepared;
     let matched = read_numbers(&model_answer)
         .iter()
         .find_map(|number| shown.iter().find(|fact| fact.number.is_some_and(|value| number.matches(value))))
@@ -315,7 +381,7 @@ pub fn answer_value(index: &FactIndex, request: &ValueRequest, model: &mut Model
             shown.len()
         ),
     };
-    Ok(Answer {
+    Answer {
         kind: "value",
         question: request.question.to_string(),
         answer: sentence,
@@ -333,7 +399,7 @@ pub fn answer_value(index: &FactIndex, request: &ValueRequest, model: &mut Model
         agrees_with_facts: matched.is_some(),
         model_answer,
         retrieved: shown.iter().map(FactView::from).collect(),
-    })
+    }
 }
 
 /// An answer of any kind: one filed value, or a value computed from filed ones.
@@ -379,17 +445,11 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
         }
         Resolved::Derived(derived) => {
             let [a, b] = derived.operands();
-            let operands = [
-                answer_value(index, &value(a, *year), model)?,
-                answer_value(index, &value(b, *year), model)?,
-            ];
+            let operands = answer_value_pair(index, [&value(a, *year), &value(b, *year)], model)?;
             Ok(Response::Computed(Box::new(crate::compute::derived(question, company, derived, operands))))
         }
         Resolved::Change(metric, from, to) => {
-            let operands = [
-                answer_value(index, &value(metric, from), model)?,
-                answer_value(index, &value(metric, to), model)?,
-            ];
+            let operands = answer_value_pair(index, [&value(metric, from), &value(metric, to)], model)?;
             Ok(Response::Computed(Box::new(crate::compute::change(question, company, metric, operands))))
         }
     }

@@ -1,5 +1,6 @@
 //! End-to-end tests of `finagent tag`: JSON lines proposed with the model for an inline filing,
-//! `--score` against the filing's own tags, a file without numbers, and malformed input.
+//! `--score` against the filing's own tags, cross-validated FiNER rows and the tag adapter's
+//! training rows, a file without numbers, and malformed input.
 
 mod common;
 
@@ -78,6 +79,81 @@ fn score_reports_accuracy_against_the_filings_own_tags() {
         .collect();
     assert!(golds.len() as u64 >= scored, "{} gold tags for {scored} scored", golds.len());
     assert!(golds.iter().all(|gold| gold.as_str().is_some_and(|tag| tag.contains(':'))));
+}
+
+#[test]
+fn folds_propose_each_finer_row_from_the_other_folds_and_write_training_rows() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let train = std::fs::read_to_string(shared.join("data/finer/train.jsonl")).expect("FiNER train");
+    let rows_path = home.path().join("rows.jsonl");
+    let n_rows = 400;
+    std::fs::write(&rows_path, train.lines().take(n_rows).collect::<Vec<_>>().join("\n")).expect("write");
+    let (out, rerank) = (home.path().join("tags.jsonl"), home.path().join("rerank.jsonl"));
+    let args = [
+        "tag",
+        "--finer",
+        rows_path.to_str().expect("utf-8"),
+        "--folds",
+        "4",
+        "--no-model",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--rerank-rows",
+        rerank.to_str().expect("utf-8"),
+    ];
+    let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
+    let message = stderr(&output);
+    assert!(output.status.success(), "stderr: {message}");
+    // Every row is proposed by exactly one fold, whose ranking learned from all the other rows.
+    let folds: Vec<(usize, usize)> = message
+        .lines()
+        .filter(|line| line.starts_with("fold "))
+        .map(|line| {
+            let numbers: Vec<usize> = line.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+            (numbers[0], numbers[1])
+        })
+        .collect();
+    assert_eq!(folds.len(), 4, "{message}");
+    assert_eq!(folds.iter().map(|&(_, proposed)| proposed).sum::<usize>(), n_rows, "{message}");
+    assert!(
+        folds.iter().all(|&(learned, proposed)| learned + proposed == n_rows && proposed > 0),
+        "{message}"
+    );
+    let (correct, scored) = accuracy(&message);
+    assert_eq!(scored, n_rows as u64);
+    assert!(correct > scored / 4 && correct < scored, "{message}");
+
+    let lines: Vec<Value> = std::fs::read_to_string(&rerank)
+        .expect("training rows written")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert!(lines.len() as u64 >= correct && lines.len() < n_rows, "{} training rows", lines.len());
+    for line in &lines {
+        let (context, target) =
+            (line["context"].as_str().expect("context"), line["target"].as_str().expect("tag"));
+        let options = context
+            .split_once("tags options: ")
+            .and_then(|(_, rest)| rest.split_once(". What is best tag"))
+            .map(|(options, _)| options.split(", ").collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no option list in {context}"));
+        assert_eq!(options.len(), 5, "{context}");
+        assert!(options.contains(&target), "{target} is not among {options:?}");
+        assert!(context.contains("\nInput: "), "{context}");
+    }
+    // The examples a ranking learns from never include the rows it proposes for.
+    let args = [
+        "tag",
+        "--finer",
+        rows_path.to_str().expect("utf-8"),
+        "--folds",
+        "4",
+        "--examples",
+        rows_path.to_str().expect("utf-8"),
+    ];
+    let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
+    assert!(!output.status.success() && stderr(&output).contains("--examples"), "{}", stderr(&output));
 }
 
 #[test]

@@ -19,6 +19,11 @@ pub trait LinearLayer: std::fmt::Debug + Send + Sync {
     fn dense_weight(&self) -> Option<&Tensor> {
         None
     }
+
+    /// Cuts any trainable matrices this layer holds loose from autograd, for inference: the
+    /// forward pass then builds no graph and takes the plain (non-differentiable) ops. A layer
+    /// with nothing trainable ignores it.
+    fn freeze(&mut self) {}
 }
 
 /// A bias-free dense layer with an f32 weight in Hugging Face layout `[out_features, in_features]`.

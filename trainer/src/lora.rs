@@ -211,6 +211,13 @@ impl LinearLayer for LoraLinear {
     fn out_features(&self) -> usize {
         self.base.out_features()
     }
+
+    fn freeze(&mut self) {
+        // Same storage, no variable flag: later `Var::set`s on the adapter no longer reach here.
+        self.a = self.a.detach();
+        self.b = self.b.detach();
+        self.base.freeze();
+    }
 }
 
 /// A zero-sized stand-in used while a layer is moved into its wrapper.

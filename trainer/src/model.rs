@@ -170,6 +170,16 @@ impl Llama {
         named
     }
 
+    /// Freezes every attached adapter for inference ([`LinearLayer::freeze`]): the outputs stay
+    /// the same, but no autograd graph is recorded, the faster inference ops run, and padded
+    /// batches ([`Llama::forward_padded`]) accept the model. Training such a model afterwards
+    /// updates nothing, so only models loaded to answer call this.
+    pub fn freeze(&mut self) {
+        for (_, layer) in self.linear_layers_mut() {
+            layer.freeze();
+        }
+    }
+
     /// Runs `input_ids` (`[batch, seq]`, u32) whose first token sits at `start_pos` and returns
     /// logits `[batch, n, vocab]` with `n` = 1 for [`LogitsPositions::Last`], `seq` for `All`.
     /// With a cache, `start_pos` must equal the number of cached positions, and the new keys and

@@ -1,6 +1,7 @@
 //! Several adapters on one base, chosen per batch row: a mixed batch gives every row what its
 //! adapter alone (loaded the single-adapter way) gives, the base rows what the base gives, and
-//! an adapter for another base is an error naming the misshapen tensor.
+//! an adapter for another base is an error naming the misshapen tensor. A frozen adapter
+//! ([`Llama::freeze`]) gives the same logits with no autograd graph.
 
 mod common;
 
@@ -121,4 +122,38 @@ fn a_router_for_the_wrong_batch_size_is_an_error() {
     multi.router.set_rows(vec![Some(0), Some(0)]);
     let error = model.forward_ids(&[4, 5], 0, None, LogitsPositions::Last).unwrap_err().to_string();
     assert!(error.contains("router names 2 rows"), "{error}");
+}
+
+#[test]
+fn a_frozen_adapter_gives_the_same_logits_without_an_autograd_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    write_adapter(&first, &["q_proj", "v_proj", "down_proj"], 6);
+    let tracked = alone(Some(&first));
+    let mut frozen = alone(Some(&first));
+    frozen.freeze();
+    let prompt = [4, 9, 20, 31, 2];
+    let ids = Tensor::new(&prompt[..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+
+    let with_graph = tracked.forward(&ids, 0, None, LogitsPositions::All).unwrap();
+    let without = frozen.forward(&ids, 0, None, LogitsPositions::All).unwrap();
+    assert!(with_graph.track_op(), "a loaded adapter is trainable until frozen");
+    assert!(!without.track_op(), "a frozen adapter still records a graph");
+    let worst =
+        (with_graph - &without).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(worst < 1e-4, "freezing changed the logits by {worst}");
+    // The adapter is really in use: the base alone answers differently.
+    assert_ne!(last_logits(&frozen, &prompt), last_logits(&alone(None), &prompt));
+
+    // Padded batches are for inference only: a trainable adapter is refused, a frozen one runs.
+    let pad_ids = Tensor::new(&[[0u32, 4, 9, 20, 31, 2]], &Device::Cpu).unwrap();
+    let mut cache = tracked.new_cache();
+    let error = tracked.forward_padded(&pad_ids, &[1], &mut cache, LogitsPositions::Last).unwrap_err();
+    assert!(error.to_string().contains("inference only"), "{error}");
+    let mut cache = frozen.new_cache();
+    let padded = frozen.forward_padded(&pad_ids, &[1], &mut cache, LogitsPositions::Last).unwrap();
+    let padded: Vec<f32> = padded.flatten_all().unwrap().to_vec1().unwrap();
+    let expected = last_logits(&frozen, &prompt);
+    let worst = padded.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "padded frozen forward differs by {worst}");
 }

@@ -10,6 +10,7 @@ use agent::config::Paths;
 
 use super::ask::parse_bits;
 use agent::model_fetch::ensure_default_model;
+use agent::tag::candidates::{TagSet, TaggedExample};
 use agent::tag::document::read_mentions;
 use agent::tag::mentions::{mention_of, Mention};
 use agent::tag::scorer::ModelScorer;
@@ -41,6 +42,16 @@ pub struct Args {
     /// Tag at most this many mentions (or FiNER rows).
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// With --finer: K-fold cross-validation within the rows. Rows are split into K folds by
+    /// sentence, and each row is proposed by a ranking learned from the other folds only.
+    #[arg(long, value_name = "K", requires = "finer", conflicts_with_all = ["examples", "no_examples"],
+          value_parser = clap::value_parser!(u32).range(2..))]
+    folds: Option<u32>,
+    /// With --finer: also write a training row `{context, target}` for each row whose gold tag is
+    /// among the --candidates. The context is the prompt the model weighs the candidates with,
+    /// and the target is the gold tag. Written atomically; the rows train a tag adapter.
+    #[arg(long, value_name = "FILE", requires = "finer")]
+    rerank_rows: Option<PathBuf>,
     /// Tagged examples ({text, entity, label} JSON lines) whose words teach the candidate ranking;
     /// never the rows being scored (default: finer/train.jsonl of the data folder, when present).
     #[arg(long, value_name = "FILE")]
@@ -96,47 +107,65 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         default_tag_set(args.tags.as_deref(), &data, catalogue.as_ref())
             .context("no FiNER-139 tag set to propose from (give --tags FILE)")?
     };
-    let examples = match (&args.examples, args.no_examples) {
-        (_, true) => None,
-        (Some(path), false) => Some(path.clone()),
-        (None, false) => agent::tag::setup::default_examples_path(&data),
-    };
-    if let Some(path) = &examples {
-        if args.finer.as_deref().is_some_and(|finer| same_file(finer, path)) {
-            bail!("--finer {} is the examples file the ranking learns from; pass --no-examples or other --examples", path.display());
-        }
-        let n_used = learn_from_file(&mut tags, path)?;
-        eprintln!("learned from {n_used} tagged examples in {}", path.display());
-    }
-
     let (jobs, source) = match (&args.finer, &args.file) {
         (Some(path), _) => (finer_jobs(path)?, path.clone()),
         (None, Some(path)) => (filing_jobs(path, args.score)?, path.clone()),
         (None, None) => bail!("give a FILE to tag, or --finer FILE"),
     };
+    // One tag set for every job, or under --folds one per fold, each learned from the others.
+    let (tag_sets, fold_of) = match args.folds {
+        Some(k) => fold_tag_sets(&tags, &jobs, k as usize),
+        None => {
+            learn_examples(&mut tags, &args)?;
+            let n_jobs = jobs.len();
+            (vec![tags], vec![0; n_jobs])
+        }
+    };
     let jobs: Vec<Job> = jobs.into_iter().take(args.limit.unwrap_or(usize::MAX)).collect();
     let with_gold = args.score || args.finer.is_some();
 
     let language_model = if args.no_model || jobs.is_empty() { None } else { Some(load_model(home, &args)?) };
-    let tagger = Tagger {
-        tags: &tags,
-        model: language_model.as_ref().map(|(model, tokenizer)| ModelScorer::new(model, tokenizer)),
-        config: TaggerConfig { n_candidates: args.candidates, model_weight: args.model_weight },
-    };
+    let config = TaggerConfig { n_candidates: args.candidates, model_weight: args.model_weight };
+    let taggers: Vec<Tagger> = tag_sets
+        .iter()
+        .map(|tags| Tagger {
+            tags,
+            model: language_model.as_ref().map(|(model, tokenizer)| ModelScorer::new(model, tokenizer)),
+            config,
+        })
+        .collect();
 
     let mut output = Output::open(args.out.as_deref())?;
-    let mut accuracy = Accuracy::default();
-    for job in &jobs {
+    let mut rerank_rows = args.rerank_rows.as_deref().map(|path| Output::open(Some(path))).transpose()?;
+    let (mut accuracy, mut n_rerank_rows) = (Accuracy::default(), 0);
+    for (job, &fold) in jobs.iter().zip(&fold_of) {
+        let tagger = &taggers[fold];
         let proposal: Proposal = tagger.propose(&job.sentence, &job.mention)?;
         let gold = if with_gold { job.gold.as_deref() } else { None };
         if let Some(gold) = gold {
             match gold.strip_prefix("us-gaap:").or(args.finer.as_ref().map(|_| gold)) {
-                Some(local) => accuracy.add(&tags, local, &proposal),
+                Some(local) => accuracy.add(tagger.tags, local, &proposal),
                 None => accuracy.n_outside_tag_set += 1,
+            }
+        }
+        if let (Some(rows), Some(gold)) = (rerank_rows.as_mut(), gold) {
+            let (names, _) = tagger.shortlist(&job.sentence, &job.mention);
+            if names.len() > 1 && names.iter().any(|name| name == gold) {
+                let prompt = Tagger::prompt(&names, &job.sentence, &job.mention);
+                rows.write_line(&serde_json::json!({ "context": prompt, "target": gold }).to_string())?;
+                n_rerank_rows += 1;
             }
         }
         let line = TaggedMention::new(&job.sentence, &job.mention, &proposal, gold);
         output.write_line(&serde_json::to_string(&line)?)?;
+    }
+    if let (Some(rows), Some(path)) = (rerank_rows, &args.rerank_rows) {
+        rows.finish()?;
+        eprintln!(
+            "wrote {n_rerank_rows} training rows to {} (rows whose gold tag is among the {} candidates)",
+            path.display(),
+            args.candidates
+        );
     }
     output.finish()?;
 
@@ -151,12 +180,65 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             accuracy.n_scored,
             100.0 * accuracy.fraction(),
             100.0 * accuracy.top3_fraction(),
-            tags.len(),
+            taggers[0].tags.len(),
             accuracy.n_outside_tag_set,
             jobs.len()
         );
     }
     Ok(())
+}
+
+/// Teaches `tags` from `--examples` (default: FiNER's train split of the data folder) unless
+/// `--no-examples`; the rows being tagged are refused as examples.
+fn learn_examples(tags: &mut TagSet, args: &Args) -> Result<()> {
+    let data = DataDir::from_env();
+    let examples = match (&args.examples, args.no_examples) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => agent::tag::setup::default_examples_path(&data),
+    };
+    if let Some(path) = &examples {
+        if args.finer.as_deref().is_some_and(|finer| same_file(finer, path)) {
+            bail!("--finer {} is the examples file the ranking learns from; pass --no-examples, other --examples or --folds K", path.display());
+        }
+        let n_used = learn_from_file(tags, path)?;
+        eprintln!("learned from {n_used} tagged examples in {}", path.display());
+    }
+    Ok(())
+}
+
+/// `k` copies of `tags`, copy `f` taught by the jobs outside fold `f`, and each job's fold. A
+/// job's fold is a hash of its sentence, so the mentions of one sentence share a fold and no
+/// ranking has seen the sentence it proposes for.
+fn fold_tag_sets(tags: &TagSet, jobs: &[Job], k: usize) -> (Vec<TagSet>, Vec<usize>) {
+    let fold_of: Vec<usize> =
+        jobs.iter().map(|job| (fnv1a(job.sentence.as_bytes()) % k as u64) as usize).collect();
+    let sets = (0..k)
+        .map(|fold| {
+            let examples: Vec<TaggedExample> = jobs
+                .iter()
+                .zip(&fold_of)
+                .filter(|&(_, &job_fold)| job_fold != fold)
+                .filter_map(|(job, _)| {
+                    let tag = job.gold.clone()?;
+                    Some(TaggedExample { sentence: job.sentence.clone(), mention: job.mention.clone(), tag })
+                })
+                .collect();
+            let mut set = tags.clone();
+            let n_used = set.learn(&examples);
+            let n_held_out = fold_of.iter().filter(|&&job_fold| job_fold == fold).count();
+            eprintln!("fold {}/{k}: learned from {n_used} rows, proposes for {n_held_out}", fold + 1);
+            set
+        })
+        .collect();
+    (sets, fold_of)
+}
+
+/// 64-bit FNV-1a: a fixed hash, so folds are the same on every run and machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn filing_jobs(path: &Path, score: bool) -> Result<Vec<Job>> {
@@ -204,19 +286,29 @@ fn load_model(home: Option<&Path>, args: &Args) -> Result<(Llama, Tokenizer)> {
         trainer::peft::load_adapter(&mut model, dir)
             .with_context(|| format!("cannot load adapter {} onto {}", dir.display(), path.display()))?;
     }
+    model.freeze();
     Ok((model, tokenizer))
 }
 
 /// Stdout, or a temporary file beside `--out` renamed over it only once every line is written,
-/// so a failed run never leaves a half-written output.
+/// so a failed run never leaves a half-written output. An existing `--out` that is not a regular
+/// file (`/dev/null`, a pipe) is written in place: renaming over it would replace the device.
 enum Output {
     Stdout(std::io::BufWriter<std::io::Stdout>),
     File { temp: std::io::BufWriter<tempfile::NamedTempFile>, path: PathBuf },
+    Special { out: std::io::BufWriter<std::fs::File>, path: PathBuf },
 }
 
 impl Output {
     fn open(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Output::Stdout(std::io::BufWriter::new(std::io::stdout()))) };
+        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open {} for writing", path.display()))?;
+            return Ok(Output::Special { out: std::io::BufWriter::new(file), path: path.to_path_buf() });
+        }
         let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let temp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
             format!("cannot create a temporary file in {} for {}", dir.display(), path.display())
@@ -229,6 +321,9 @@ impl Output {
             Output::Stdout(out) => writeln!(out, "{line}").context("cannot write to stdout"),
             Output::File { temp, path } => {
                 writeln!(temp, "{line}").with_context(|| format!("cannot write {}", path.display()))
+            }
+            Output::Special { out, path } => {
+                writeln!(out, "{line}").with_context(|| format!("cannot write {}", path.display()))
             }
         }
     }
@@ -245,6 +340,9 @@ impl Output {
                     .map_err(|error| error.error)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(())
+            }
+            Output::Special { mut out, path } => {
+                out.flush().with_context(|| format!("cannot write {}", path.display()))
             }
         }
     }

@@ -103,16 +103,28 @@ pub struct Tagger<'a> {
 }
 
 impl Tagger<'_> {
-    /// The best tag for `mention` in `sentence` and the two after it.
-    pub fn propose(&self, sentence: &str, mention: &Mention) -> Result<Proposal> {
+    /// The ranking's first `n_candidates` tags for `mention`, best first, with the ranking's
+    /// log-probabilities among them.
+    pub fn shortlist(&self, sentence: &str, mention: &Mention) -> (Vec<String>, Vec<f64>) {
         let ranked = self.tags.rank(sentence, mention);
         let shortlist: Vec<(usize, f64)> = ranked.into_iter().take(self.config.n_candidates.max(1)).collect();
-        let names: Vec<String> = shortlist.iter().map(|&(idx, _)| self.tags.name(idx).to_string()).collect();
-        let ranking_log_probs = log_softmax(&shortlist.iter().map(|&(_, score)| score).collect::<Vec<_>>());
+        let names = shortlist.iter().map(|&(idx, _)| self.tags.name(idx).to_string()).collect();
+        (names, log_softmax(&shortlist.iter().map(|&(_, score)| score).collect::<Vec<_>>()))
+    }
+
+    /// The prompt the model weighs `names` with: FinLoRA's single-question FiNER prompt listing
+    /// them as the options. A tag adapter is trained on exactly these prompts
+    /// (`finagent tag --finer ROWS --folds K --rerank-rows FILE`).
+    pub fn prompt(names: &[String], sentence: &str, mention: &Mention) -> String {
+        single_prompt(names, &mention.span, sentence)
+    }
+
+    /// The best tag for `mention` in `sentence` and the two after it.
+    pub fn propose(&self, sentence: &str, mention: &Mention) -> Result<Proposal> {
+        let (names, ranking_log_probs) = self.shortlist(sentence, mention);
         let combined: Vec<f64> = match &self.model {
             Some(model) if names.len() > 1 => {
-                let prompt = single_prompt(&names, &mention.span, sentence);
-                let model_scores = model.score(&prompt, &names)?;
+                let model_scores = model.score(&Self::prompt(&names, sentence, mention), &names)?;
                 ranking_log_probs
                     .iter()
                     .zip(&model_scores)

@@ -69,7 +69,7 @@ pub struct DataConfig {
     /// The task data directory; `None` uses `$FINAGENT_DATA` / the shared data.
     pub dir: Option<PathBuf>,
     /// Directory written by `finagent datasets generate` (`<task>/train.jsonl`), used for the
-    /// generated XBRL tasks instead of `dir`.
+    /// generated tasks (XBRL, `finer_tagging`, `finer_batched`) instead of `dir`.
     pub generated: Option<PathBuf>,
     /// Task names, e.g. `["fpb", "tfns"]`.
     pub tasks: Vec<String>,

@@ -30,8 +30,12 @@ pub fn prepare_data(config: &TrainConfig) -> Result<PreparedData> {
     let mut components = Vec::new();
     for name in &data.tasks {
         let task: Task = name.parse().map_err(data_error)?;
-        let (train, validation) = match (&data.generated, task.xbrl_file_task()) {
-            (Some(generated), Some(_)) => (
+        // Tasks made by generation (the XBRL tasks, the FiNER questions of filings or of a tag
+        // ranking's shortlists) come from the generated folder when one is given.
+        let generated_task =
+            task.xbrl_file_task().is_some() || matches!(task, Task::FinerTagging | Task::FinerBatched);
+        let (train, validation) = match (&data.generated, generated_task) {
+            (Some(generated), true) => (
                 load_generated(generated, task, "train")?,
                 load_generated(generated, task, "validation").unwrap_or_default(),
             ),
