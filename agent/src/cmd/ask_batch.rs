@@ -153,11 +153,8 @@ fn write_lines(out: Option<&Path>, lines: &[String]) -> Result<()> {
     text.push('\n');
     match out {
         None => std::io::stdout().write_all(text.as_bytes())?,
-        Some(path) => {
-            let tmp = path.with_extension("jsonl.tmp");
-            std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        Some(path) => trainer::train::metrics::write_atomically(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?,
     }
     Ok(())
 }

@@ -98,8 +98,15 @@ impl MetricsLog {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
+/// Writes `bytes` to a temporary file beside `path` and renames it into place. An existing
+/// `path` that is not a regular file (`/dev/null`, a pipe) is written in place instead: renaming
+/// over it would replace the device with a plain file for every other program.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
+        return file.write_all(bytes).map_err(io);
+    }
     let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).map_err(|source| Error::Io { path: tmp.clone(), source })?;
@@ -173,6 +180,25 @@ pub fn loss_curve_svg(metrics: &[StepMetrics]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn writing_atomically_to_a_device_writes_through_it_and_keeps_it() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        if !std::fs::metadata(null).is_ok_and(|meta| meta.file_type().is_char_device()) {
+            return; // no device to check against here
+        }
+        write_atomically(null, b"discarded\n").unwrap();
+        assert!(std::fs::metadata(null).unwrap().file_type().is_char_device(), "/dev/null was replaced");
+        assert!(!Path::new("/dev/.null.tmp").exists());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    }
 
     #[test]
     fn schedules_warm_up_then_decay_to_zero() {
