@@ -116,7 +116,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let (tag_sets, fold_of) = match args.folds {
         Some(k) => fold_tag_sets(&tags, &jobs, k as usize),
         None => {
-            learn_examples(&mut tags, &args)?;
+            learn_examples(&mut tags, &args, &data)?;
             let n_jobs = jobs.len();
             (vec![tags], vec![0; n_jobs])
         }
@@ -190,12 +190,11 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 
 /// Teaches `tags` from `--examples` (default: FiNER's train split of the data folder) unless
 /// `--no-examples`; the rows being tagged are refused as examples.
-fn learn_examples(tags: &mut TagSet, args: &Args) -> Result<()> {
-    let data = DataDir::from_env();
+fn learn_examples(tags: &mut TagSet, args: &Args, data: &DataDir) -> Result<()> {
     let examples = match (&args.examples, args.no_examples) {
         (_, true) => None,
         (Some(path), false) => Some(path.clone()),
-        (None, false) => agent::tag::setup::default_examples_path(&data),
+        (None, false) => agent::tag::setup::default_examples_path(data),
     };
     if let Some(path) = &examples {
         if args.finer.as_deref().is_some_and(|finer| same_file(finer, path)) {
@@ -302,7 +301,7 @@ enum Output {
 impl Output {
     fn open(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Output::Stdout(std::io::BufWriter::new(std::io::stdout()))) };
-        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+        if trainer::train::metrics::writes_in_place(path) {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)

@@ -98,11 +98,17 @@ impl MetricsLog {
     }
 }
 
+/// Whether output for `path` must be written into it rather than renamed over it: it exists and is
+/// neither a regular file nor a folder (`/dev/null`, a pipe, a terminal).
+pub fn writes_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir())
+}
+
 /// Writes `bytes` to a temporary file beside `path` and renames it into place. An existing
 /// `path` that is not a regular file (`/dev/null`, a pipe) is written in place instead: renaming
 /// over it would replace the device with a plain file for every other program.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+    if writes_in_place(path) {
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let mut file = std::fs::OpenOptions::new().write(true).open(path).map_err(io)?;
         return file.write_all(bytes).map_err(io);
