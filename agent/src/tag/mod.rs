@@ -113,10 +113,14 @@ impl Tagger<'_> {
     }
 
     /// The prompt the model weighs `names` with: FinLoRA's single-question FiNER prompt listing
-    /// them as the options. A tag adapter is trained on exactly these prompts
+    /// them as the options, in alphabetical order rather than the ranking's, so that the prompt
+    /// does not tell the model which candidate the ranking prefers (an adapter trained on ranked
+    /// lists learns to pick the first). A tag adapter is trained on exactly these prompts
     /// (`finagent tag --finer ROWS --folds K --rerank-rows FILE`).
     pub fn prompt(names: &[String], sentence: &str, mention: &Mention) -> String {
-        single_prompt(names, &mention.span, sentence)
+        let mut options = names.to_vec();
+        options.sort_unstable();
+        single_prompt(&options, &mention.span, sentence)
     }
 
     /// The best tag for `mention` in `sentence` and the two after it.
@@ -226,5 +230,23 @@ impl Accuracy {
         } else {
             self.n_correct_top3 as f64 / self.n_scored as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_does_not_reveal_the_ranking_order() {
+        let sentence = "Revenue was $ 5.2 million in 2022 .";
+        let mention = mention_of(sentence, "5.2").unwrap();
+        let ranked: Vec<String> = ["Revenues", "CostOfRevenue", "AssetImpairmentCharges"].map(String::from).into();
+        let mut reversed = ranked.clone();
+        reversed.reverse();
+        let prompt = Tagger::prompt(&ranked, sentence, &mention);
+        assert_eq!(prompt, Tagger::prompt(&reversed, sentence, &mention));
+        let first = prompt.find("AssetImpairmentCharges").unwrap();
+        assert!(first < prompt.find("CostOfRevenue").unwrap() && first < prompt.find("Revenues").unwrap());
     }
 }

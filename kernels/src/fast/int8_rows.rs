@@ -118,21 +118,36 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dot_row_avx512<const T: usize>(codes: &[i8], x: [&[f32]; T]) -> [f32; T] {
         const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn weights(codes: &[i8], vector: usize) -> __m512 {
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().add(vector * LANES).cast())))
+        }
         let n_vectors = codes.len() / LANES;
-        let mut acc = [[_mm512_setzero_ps(); T]; 2];
-        for vector in 0..n_vectors {
-            let bytes = _mm_loadu_si128(codes.as_ptr().add(vector * LANES).cast());
-            let weights = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
-            // Two accumulators per row hide the FMA latency.
-            let acc = &mut acc[vector % 2];
+        // Two accumulators per row hide the FMA latency. They are separate arrays indexed by the
+        // unrolled token loop only, so they stay in registers (an index that varies with the
+        // vector spills them to the stack and chains every FMA through a store).
+        let mut even = [_mm512_setzero_ps(); T];
+        let mut odd = [_mm512_setzero_ps(); T];
+        let mut vector = 0;
+        while vector + 2 <= n_vectors {
+            let (w_even, w_odd) = (weights(codes, vector), weights(codes, vector + 1));
+            for token in 0..T {
+                let x_token = x[token].as_ptr().add(vector * LANES);
+                even[token] = _mm512_fmadd_ps(w_even, _mm512_loadu_ps(x_token), even[token]);
+                odd[token] = _mm512_fmadd_ps(w_odd, _mm512_loadu_ps(x_token.add(LANES)), odd[token]);
+            }
+            vector += 2;
+        }
+        if vector < n_vectors {
+            let w_even = weights(codes, vector);
             for token in 0..T {
                 let x_vector = _mm512_loadu_ps(x[token].as_ptr().add(vector * LANES));
-                acc[token] = _mm512_fmadd_ps(weights, x_vector, acc[token]);
+                even[token] = _mm512_fmadd_ps(w_even, x_vector, even[token]);
             }
         }
         let tail = n_vectors * LANES;
         std::array::from_fn(|token| {
-            let vector_sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][token], acc[1][token]));
+            let vector_sum = _mm512_reduce_add_ps(_mm512_add_ps(even[token], odd[token]));
             vector_sum + super::dot_row_scalar(&codes[tail..], [&x[token][tail..]])[0]
         })
     }
@@ -140,20 +155,34 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot_row_avx2<const T: usize>(codes: &[i8], x: [&[f32]; T]) -> [f32; T] {
         const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn weights(codes: &[i8], vector: usize) -> __m256 {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(codes.as_ptr().add(vector * LANES).cast())))
+        }
         let n_vectors = codes.len() / LANES;
-        let mut acc = [[_mm256_setzero_ps(); T]; 2];
-        for vector in 0..n_vectors {
-            let bytes = _mm_loadl_epi64(codes.as_ptr().add(vector * LANES).cast());
-            let weights = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
-            let acc = &mut acc[vector % 2];
+        // As in `dot_row_avx512`: two register-resident accumulators per row.
+        let mut even = [_mm256_setzero_ps(); T];
+        let mut odd = [_mm256_setzero_ps(); T];
+        let mut vector = 0;
+        while vector + 2 <= n_vectors {
+            let (w_even, w_odd) = (weights(codes, vector), weights(codes, vector + 1));
+            for token in 0..T {
+                let x_token = x[token].as_ptr().add(vector * LANES);
+                even[token] = _mm256_fmadd_ps(w_even, _mm256_loadu_ps(x_token), even[token]);
+                odd[token] = _mm256_fmadd_ps(w_odd, _mm256_loadu_ps(x_token.add(LANES)), odd[token]);
+            }
+            vector += 2;
+        }
+        if vector < n_vectors {
+            let w_even = weights(codes, vector);
             for token in 0..T {
                 let x_vector = _mm256_loadu_ps(x[token].as_ptr().add(vector * LANES));
-                acc[token] = _mm256_fmadd_ps(weights, x_vector, acc[token]);
+                even[token] = _mm256_fmadd_ps(w_even, x_vector, even[token]);
             }
         }
         let tail = n_vectors * LANES;
         std::array::from_fn(|token| {
-            let vector_sum = horizontal_sum_avx2(_mm256_add_ps(acc[0][token], acc[1][token]));
+            let vector_sum = horizontal_sum_avx2(_mm256_add_ps(even[token], odd[token]));
             vector_sum + super::dot_row_scalar(&codes[tail..], [&x[token][tail..]])[0]
         })
     }
