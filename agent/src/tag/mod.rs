@@ -241,7 +241,8 @@ mod tests {
     fn the_prompt_does_not_reveal_the_ranking_order() {
         let sentence = "Revenue was $ 5.2 million in 2022 .";
         let mention = mention_of(sentence, "5.2").unwrap();
-        let ranked: Vec<String> = ["Revenues", "CostOfRevenue", "AssetImpairmentCharges"].map(String::from).into();
+        let ranked: Vec<String> =
+            ["Revenues", "CostOfRevenue", "AssetImpairmentCharges"].map(String::from).into();
         let mut reversed = ranked.clone();
         reversed.reverse();
         let prompt = Tagger::prompt(&ranked, sentence, &mention);

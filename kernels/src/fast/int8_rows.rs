@@ -120,7 +120,9 @@ mod x86 {
         const LANES: usize = 16;
         #[inline(always)]
         unsafe fn weights(codes: &[i8], vector: usize) -> __m512 {
-            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(codes.as_ptr().add(vector * LANES).cast())))
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                codes.as_ptr().add(vector * LANES).cast(),
+            )))
         }
         let n_vectors = codes.len() / LANES;
         // Two accumulators per row hide the FMA latency. They are separate arrays indexed by the
@@ -157,7 +159,9 @@ mod x86 {
         const LANES: usize = 8;
         #[inline(always)]
         unsafe fn weights(codes: &[i8], vector: usize) -> __m256 {
-            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(codes.as_ptr().add(vector * LANES).cast())))
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                codes.as_ptr().add(vector * LANES).cast(),
+            )))
         }
         let n_vectors = codes.len() / LANES;
         // As in `dot_row_avx512`: two register-resident accumulators per row.
