@@ -11,7 +11,7 @@ shared=${FINAGENT_SHARED:-$(cd "$root/.." && pwd)/shared}
 bin=${FINAGENT_BIN:-$root/target/release/finagent}
 mkdir -p "$out/finer_tagging"
 rows=$(mktemp); trap 'rm -f "$rows"' EXIT
-FINAGENT_DATA=$shared/data "$bin" tag --finer "$shared/data/finer/train.jsonl" --folds 5 --no-model \
+FINAGENT_DATA=$shared/data "$bin" tag --finer "$shared/data/finer/train.jsonl" --folds 5 \
     --out /dev/null --rerank-rows "$rows"
 python3 - "$rows" "$out/finer_tagging" <<'PY'
 import hashlib, json, sys

@@ -263,7 +263,7 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     std::fs::write(&text_file, FINER_SENTENCE).unwrap();
     let cli = finagent(
         home.path(),
-        &["tag", text_file.to_str().unwrap(), "--no-model", "--examples", examples.to_str().unwrap()],
+        &["tag", text_file.to_str().unwrap(), "--examples", examples.to_str().unwrap()],
         &[("FINAGENT_SHARED", &shared)],
     );
     assert!(cli.status.success(), "tag failed: {}", stderr(&cli));

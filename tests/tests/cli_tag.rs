@@ -27,7 +27,7 @@ fn proposes_tags_with_the_model_as_json_lines() {
     let (Some(shared), Some(model)) = (shared(), model()) else { return };
     let home = tempfile::tempdir().expect("temp home");
     let filing = shared.join(FILING);
-    let args = ["tag", filing.to_str().expect("utf-8 path"), "--limit", "3"];
+    let args = ["tag", filing.to_str().expect("utf-8 path"), "--limit", "3", "--rescore"];
     let output = finagent(home.path(), &args, &[("FINAGENT_MODEL", &model), ("FINAGENT_SHARED", &shared)]);
     assert!(output.status.success(), "stderr: {}", stderr(&output));
     let lines: Vec<Value> =
@@ -58,14 +58,8 @@ fn score_reports_accuracy_against_the_filings_own_tags() {
     let home = tempfile::tempdir().expect("temp home");
     let filing = shared.join(FILING);
     let out = home.path().join("tags.jsonl");
-    let args = [
-        "tag",
-        filing.to_str().expect("utf-8 path"),
-        "--score",
-        "--no-model",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ];
+    let args =
+        ["tag", filing.to_str().expect("utf-8 path"), "--score", "--out", out.to_str().expect("utf-8")];
     let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
     assert!(output.status.success(), "stderr: {}", stderr(&output));
     assert!(stdout(&output).is_empty(), "lines went to --out, not stdout");
@@ -96,7 +90,6 @@ fn folds_propose_each_finer_row_from_the_other_folds_and_write_training_rows() {
         rows_path.to_str().expect("utf-8"),
         "--folds",
         "4",
-        "--no-model",
         "--out",
         out.to_str().expect("utf-8"),
         "--rerank-rows",
@@ -172,7 +165,7 @@ fn text_without_numbers_is_a_valid_answer() {
 
 fn assert_bad_input(home: &Path, shared: &Path, path: &Path) {
     let out = home.join("tags.jsonl");
-    let args = ["tag", path.to_str().expect("utf-8"), "--no-model", "--out", out.to_str().expect("utf-8")];
+    let args = ["tag", path.to_str().expect("utf-8"), "--out", out.to_str().expect("utf-8")];
     let output = finagent(home, &args, &[("FINAGENT_SHARED", shared)]);
     let message = stderr(&output);
     assert!(!output.status.success(), "{message}");
@@ -198,4 +191,18 @@ fn malformed_or_missing_input_is_an_error_naming_the_file() {
         .expect("write");
     assert_bad_input(home.path(), &shared, &instance);
     assert_bad_input(home.path(), &shared, &home.path().join("missing.htm"));
+}
+
+#[test]
+fn model_options_without_rescore_are_refused() {
+    let home = tempfile::tempdir().expect("temp home");
+    let path = home.path().join("plain.txt");
+    std::fs::write(&path, "Revenue was $ 5.2 million .\n").expect("write");
+    for extra in [["--adapter", "runs/x/adapter"], ["--bits", "8"], ["--model-weight", "0.5"]] {
+        let mut args = vec!["tag", path.to_str().expect("utf-8")];
+        args.extend(extra);
+        let output = finagent(home.path(), &args, &[]);
+        assert!(!output.status.success(), "{extra:?} accepted without --rescore");
+        assert!(stderr(&output).contains("--rescore"), "{extra:?}: {}", stderr(&output));
+    }
 }

@@ -67,24 +67,29 @@ pub struct Args {
     /// beside the data folder, when present; required by --full-taxonomy).
     #[arg(long, value_name = "FILE")]
     taxonomy: Option<PathBuf>,
-    /// Candidates from the ranking the model chooses among.
+    /// Candidates from the ranking the model chooses among (with --rescore), and the ones a
+    /// --rerank-rows prompt lists.
     #[arg(long, default_value_t = TaggerConfig::default().n_candidates)]
     candidates: usize,
-    /// Weight of the model's score against the ranking's.
-    #[arg(long, default_value_t = TaggerConfig::default().model_weight)]
-    model_weight: f64,
-    /// Rank without the model (fast; the ranking alone).
+    /// Let the model re-weigh the ranking's first --candidates tags, each scored as the
+    /// continuation of FinLoRA's FiNER prompt. Off by default: on FiNER test neither the base
+    /// model nor a FiNER-finetuned adapter beat the ranking alone, and it costs about 1.5 s a
+    /// mention on 2 cores (docs/tag.md).
     #[arg(long)]
-    no_model: bool,
+    rescore: bool,
+    /// With --rescore: weight of the model's score against the ranking's.
+    #[arg(long, default_value_t = TaggerConfig::default().model_weight, requires = "rescore")]
+    model_weight: f64,
     /// GGUF file or Hugging Face folder (default: <home>/models/SmolLM2-135M-Instruct.Q4_1.gguf,
     /// downloaded on first use).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
-    /// LoRA adapter (PEFT format, e.g. `<run>/adapter` from `finagent train`).
-    #[arg(long, value_name = "DIR")]
+    /// With --rescore: a LoRA adapter (PEFT format, e.g. `<run>/adapter` from `finagent train`).
+    #[arg(long, value_name = "DIR", requires = "rescore")]
     adapter: Option<PathBuf>,
-    /// Precision of the base weights: 32, 8 (int8) or 4 (NF4); the adapter's training setting.
-    #[arg(long, default_value = "32", value_parser = parse_bits)]
+    /// With --rescore: precision of the base weights, 32, 8 (int8) or 4 (NF4); the adapter's
+    /// training setting.
+    #[arg(long, default_value = "32", value_parser = parse_bits, requires = "rescore")]
     bits: BaseBits,
 }
 
@@ -124,7 +129,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let jobs: Vec<Job> = jobs.into_iter().take(args.limit.unwrap_or(usize::MAX)).collect();
     let with_gold = args.score || args.finer.is_some();
 
-    let language_model = if args.no_model || jobs.is_empty() { None } else { Some(load_model(home, &args)?) };
+    let language_model = if args.rescore && !jobs.is_empty() { Some(load_model(home, &args)?) } else { None };
     let config = TaggerConfig { n_candidates: args.candidates, model_weight: args.model_weight };
     let taggers: Vec<Tagger> = tag_sets
         .iter()
