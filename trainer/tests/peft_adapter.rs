@@ -50,7 +50,16 @@ fn an_adapter_written_by_peft_changes_the_logits_as_in_peft() {
         }
     }
     assert!(max_effect > 0.1, "the fixture adapter barely changes the logits ({max_effect})");
-    assert!(max_diff <= 1e-4, "adapter effect differs from PEFT's by {max_diff} (effect up to {max_effect})");
+    // The effect is the difference of two f32 forward passes through 30 layers, each summed in
+    // another order than torch's (and in another again by each SIMD width the GEMM picks), so the
+    // bound scales with the effect's size: 1e-4, or 5e-6 of the largest effect when that is
+    // larger (2e-4 for this fixture's 41 logits). A wrong scaling, key or transpose is off by a
+    // sizeable fraction of the effect and still fails.
+    let bound = 1e-4f32.max(5e-6 * max_effect);
+    assert!(
+        max_diff <= bound,
+        "adapter effect differs from PEFT's by {max_diff} (bound {bound}, effect up to {max_effect})"
+    );
 }
 
 #[test]
