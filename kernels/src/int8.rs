@@ -49,13 +49,7 @@ impl Int8Weight {
         check_matrix(weight.len(), out_features, in_features, "int8 weight")?;
         let mut cb = vec![0i8; weight.len()];
         let mut scb = Vec::with_capacity(out_features);
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("sse4.1") {
-            // SAFETY: the CPU has SSE4.1, the only thing the function's target feature asks for.
-            unsafe { quantize_rows_sse41(weight, in_features, input, &mut cb, &mut scb) };
-            return Ok(Int8Weight { out_features, in_features, cb, scb });
-        }
-        quantize_rows(weight, in_features, input, &mut cb, &mut scb);
+        quantize_rows_fastest(weight, in_features, input, &mut cb, &mut scb);
         Ok(Int8Weight { out_features, in_features, cb, scb })
     }
 
@@ -184,8 +178,22 @@ pub(crate) const INT8_DEQUANT_SCALE: f32 = 7.874015718698502e-3_f64 as f32;
 /// `1.0 / 127.0` as torch turns the Python float into f32.
 const INV_127: f32 = (1.0_f64 / 127.0) as f32;
 
-/// Quantizes one row into `codes`, returning its absmax. An all-zero row gives NaN products,
-/// which convert to code 0, as torch's cast does on x86-64.
+/// [`quantize_rows`] with the widest rounding instructions this CPU has.
+fn quantize_rows_fastest(
+    weight: &[f32],
+    in_features: usize,
+    input: QuantInput,
+    cb: &mut [i8],
+    scb: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("sse4.1") {
+        // SAFETY: the CPU has SSE4.1, the only thing the function's target feature asks for.
+        return unsafe { quantize_rows_sse41(weight, in_features, input, cb, scb) };
+    }
+    quantize_rows(weight, in_features, input, cb, scb);
+}
+
 /// Row-wise quantization of a `[rows, in_features]` weight into `cb` and `scb`.
 #[inline(always)]
 fn quantize_rows(weight: &[f32], in_features: usize, input: QuantInput, cb: &mut [i8], scb: &mut Vec<f32>) {
@@ -216,6 +224,8 @@ unsafe fn quantize_rows_sse41(
     quantize_rows(weight, in_features, input, cb, scb);
 }
 
+/// Quantizes one row into `codes`, returning its absmax. An all-zero row gives NaN products,
+/// which convert to code 0, as torch's cast does on x86-64.
 #[inline(always)]
 fn quantize_row(row: &[f32], codes: &mut [i8]) -> f32 {
     let row_absmax = row.iter().fold(0.0f32, |max, &value| max.max(value.abs()));
