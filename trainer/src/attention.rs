@@ -18,10 +18,19 @@ impl LayerKvCache {
         self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[2])
     }
 
+    /// Rows of the cached batch (0 when nothing is cached).
+    pub fn batch(&self) -> usize {
+        self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[0])
+    }
+
     /// Keeps the batch rows listed in `rows` (u32 indices), in that order.
     pub(crate) fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
         if let Some((keys, values)) = self.keys_values.take() {
-            self.keys_values = Some((keys.index_select(rows, 0)?, values.index_select(rows, 0)?));
+            // A truncated cache is a strided view; index_select needs contiguous storage.
+            self.keys_values = Some((
+                keys.contiguous()?.index_select(rows, 0)?,
+                values.contiguous()?.index_select(rows, 0)?,
+            ));
         }
         Ok(())
     }
@@ -180,12 +189,15 @@ pub fn causal_mask(seq_len: usize, start_pos: usize, device: &candle_core::Devic
     Tensor::from_vec(mask, (seq_len, total_len), device)
 }
 
-/// The additive mask of a left-padded batch: row `b` sees cached-or-new column `col` when
-/// `col >= pad[b]` and the column is not in its future. `pad[b]` counts the padding columns at the
-/// start of row `b`. A padding query sees itself only, so its (discarded) output stays finite.
+/// The additive mask of a padded batch whose rows share their first `shared` columns (a common
+/// prompt prefix, cached once) and then hold `pad[b]` padding columns before row `b`'s own tokens:
+/// row `b` sees cached-or-new column `col` when it is not padding (`col < shared` or
+/// `col >= shared + pad[b]`) and not in its future. With `shared == 0` this is a left-padded batch.
+/// A padding query sees itself only, so its (discarded) output stays finite.
 /// Shape `[batch, 1, 1, seq_len, start_col + seq_len]`, broadcast over heads.
 pub fn padded_causal_mask(
     pad: &[usize],
+    shared: usize,
     seq_len: usize,
     start_col: usize,
     device: &candle_core::Device,
@@ -193,11 +205,15 @@ pub fn padded_causal_mask(
     let total_len = start_col + seq_len;
     let mut mask = Vec::with_capacity(pad.len() * seq_len * total_len);
     for &row_pad in pad {
+        let is_padding = |col: usize| col >= shared && col < shared + row_pad;
         for row in 0..seq_len {
             let query_col = start_col + row;
             for col in 0..total_len {
-                let visible =
-                    if query_col < row_pad { col == query_col } else { col >= row_pad && col <= query_col };
+                let visible = if is_padding(query_col) {
+                    col == query_col
+                } else {
+                    !is_padding(col) && col <= query_col
+                };
                 mask.push(if visible { 0.0 } else { f32::NEG_INFINITY });
             }
         }

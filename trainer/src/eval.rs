@@ -17,7 +17,7 @@ use datasets::{judge, Example, NormalizeMode, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::generate::{generate_greedy_batch, GreedyConfig};
+use crate::generate::{generate_greedy_batch_shared, GreedyConfig, PromptCache};
 use crate::model::Llama;
 use crate::multi_lora::AdapterRouter;
 use crate::tokenizer::Tokenizer;
@@ -112,11 +112,14 @@ impl Evaluator<'_> {
         // Longest first: similar lengths share a batch (little padding) and the peak comes early.
         let mut order: Vec<usize> = (0..work.examples.len()).collect();
         order.sort_by_key(|&idx| std::cmp::Reverse(prompts[idx].len()));
+        // Every row of `work` runs through one adapter, so the task's common prompt prefix is
+        // prefilled once and carried from batch to batch.
+        let mut prefix = PromptCache::default();
         for chunk in order.chunks(batch_size) {
             let started = Instant::now();
             let batch_prompts: Vec<Vec<u32>> = chunk.iter().map(|&idx| prompts[idx].clone()).collect();
             let answers = match mode {
-                EvalMode::Generate => self.generate(&batch_prompts, work)?,
+                EvalMode::Generate => self.generate(&batch_prompts, work, &mut prefix)?,
                 EvalMode::Score => scoring::score_labels(self, &batch_prompts, work)?,
             };
             let seconds = started.elapsed().as_secs_f64() / chunk.len() as f64;
@@ -160,7 +163,12 @@ impl Evaluator<'_> {
         }
     }
 
-    fn generate(&self, prompts: &[Vec<u32>], work: &TaskBatch<'_>) -> Result<Vec<Answer>> {
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        work: &TaskBatch<'_>,
+        prefix: &mut PromptCache,
+    ) -> Result<Vec<Answer>> {
         let config = GreedyConfig {
             max_new_tokens: work.task.max_new_tokens(),
             stop_ids: self.tokenizer.eos_ids().to_vec(),
@@ -169,7 +177,7 @@ impl Evaluator<'_> {
             self.route(rows.len(), work.adapter);
             Ok(())
         };
-        let generated = generate_greedy_batch(self.model, prompts, &config, &mut on_rows)?;
+        let generated = generate_greedy_batch_shared(self.model, prompts, &config, &mut on_rows, prefix)?;
         generated
             .into_iter()
             .map(|mut ids| {

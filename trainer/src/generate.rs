@@ -171,6 +171,46 @@ pub fn generate_greedy_batch(
     config: &GreedyConfig,
     on_rows: &mut dyn FnMut(&[usize]) -> Result<()>,
 ) -> Result<Vec<Vec<u32>>> {
+    generate_batch(model, prompts, config, on_rows, None)
+}
+
+/// Fewest tokens a batch's common prefix must have to be prefilled once for the whole batch.
+const MIN_SHARED_PREFIX: usize = 4;
+
+/// [`generate_greedy_batch`] for a batch whose rows all run through the same weights (one
+/// adapter, or none): the prompts' common prefix (FinLoRA's instruction, FiNER's list of 139
+/// tags) is prefilled once, as one row, and its keys and values repeated over the batch; each row
+/// then prefills only its own tokens. `prefix` keeps the last prefix between calls, so batches of
+/// one task continue from it instead of prefilling it again; give each adapter its own. The
+/// result equals [`generate_greedy_batch`]'s up to float rounding of the split prefill.
+pub fn generate_greedy_batch_shared(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    config: &GreedyConfig,
+    on_rows: &mut dyn FnMut(&[usize]) -> Result<()>,
+    prefix: &mut PromptCache,
+) -> Result<Vec<Vec<u32>>> {
+    generate_batch(model, prompts, config, on_rows, Some(prefix))
+}
+
+/// Length of the prefix common to every prompt, leaving each prompt at least one token of its own.
+fn common_prefix(prompts: &[Vec<u32>]) -> usize {
+    let Some((first, rest)) = prompts.split_first() else { return 0 };
+    let mut common = first.len().saturating_sub(1);
+    for prompt in rest {
+        let same = first.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        common = common.min(same).min(prompt.len().saturating_sub(1));
+    }
+    common
+}
+
+fn generate_batch(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    config: &GreedyConfig,
+    on_rows: &mut dyn FnMut(&[usize]) -> Result<()>,
+    prefix: Option<&mut PromptCache>,
+) -> Result<Vec<Vec<u32>>> {
     let mut generated = vec![Vec::with_capacity(config.max_new_tokens); prompts.len()];
     if prompts.is_empty() || config.max_new_tokens == 0 {
         return Ok(generated);
@@ -186,19 +226,31 @@ pub fn generate_greedy_batch(
             });
         }
     }
-    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut pad: Vec<usize> = prompts.iter().map(|prompt| width - prompt.len()).collect();
+    let device = model.device();
+    let mut active: Vec<usize> = (0..prompts.len()).collect();
+    let (mut cache, shared) = match prefix {
+        Some(held) if common_prefix(prompts) >= MIN_SHARED_PREFIX => {
+            let shared = common_prefix(prompts);
+            on_rows(&active[..1])?;
+            let mut cache = prefill_prefix(model, &prompts[0][..shared], held)?;
+            cache.repeat_row(prompts.len(), device)?;
+            (cache, shared)
+        }
+        _ => (model.new_cache(), 0),
+    };
+    let width = prompts.iter().map(|prompt| prompt.len() - shared).max().unwrap_or(0);
+    let mut pad: Vec<usize> = prompts.iter().map(|prompt| width - (prompt.len() - shared)).collect();
     // The padding id is arbitrary: padded columns are masked out of every real position.
     let padded: Vec<u32> = prompts
         .iter()
-        .flat_map(|prompt| std::iter::repeat_n(0, width - prompt.len()).chain(prompt.iter().copied()))
+        .zip(&pad)
+        .flat_map(|(prompt, &row_pad)| {
+            std::iter::repeat_n(0, row_pad).chain(prompt[shared..].iter().copied())
+        })
         .collect();
-    let device = model.device();
-    let mut active: Vec<usize> = (0..prompts.len()).collect();
-    let mut cache = model.new_cache();
     on_rows(&active)?;
     let input = Tensor::from_vec(padded, (prompts.len(), width), device)?;
-    let mut logits = model.forward_padded(&input, &pad, &mut cache, LogitsPositions::Last)?;
+    let mut logits = model.forward_padded_after(&input, shared, &pad, &mut cache, LogitsPositions::Last)?;
     loop {
         let next_ids = argmax_rows(&logits)?;
         let mut keep = Vec::with_capacity(active.len());
@@ -220,8 +272,26 @@ pub fn generate_greedy_batch(
         let last: Vec<u32> = active.iter().filter_map(|&row| generated[row].last().copied()).collect();
         on_rows(&active)?;
         let input = Tensor::from_vec(last, (active.len(), 1), device)?;
-        logits = model.forward_padded(&input, &pad, &mut cache, LogitsPositions::Last)?;
+        logits = model.forward_padded_after(&input, shared, &pad, &mut cache, LogitsPositions::Last)?;
     }
+}
+
+/// A one-row cache of `ids`, continuing from what `held` already holds of them, which then
+/// keeps `ids` for the next batch.
+fn prefill_prefix(model: &Llama, ids: &[u32], held: &mut PromptCache) -> Result<KvCache> {
+    let reusable = held.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+    let mut cache = match held.cache.take() {
+        Some(mut cache) if reusable > 0 => {
+            cache.truncate(reusable)?;
+            cache
+        }
+        _ => model.new_cache(),
+    };
+    if reusable < ids.len() {
+        model.forward_ids(&ids[reusable..], reusable, Some(&mut cache), LogitsPositions::Last)?;
+    }
+    *held = PromptCache { ids: ids.to_vec(), cache: Some(cache.detach()) };
+    Ok(cache)
 }
 
 /// The highest-scoring id of each row of `[batch, 1, vocab]` logits (first one on ties).

@@ -55,6 +55,17 @@ impl KvCache {
         self.layers.iter_mut().for_each(|layer| *layer = LayerKvCache::default());
     }
 
+    /// The cache of a one-row batch repeated into `rows` identical rows: a prompt prefix common to
+    /// a batch is prefilled once and then shared.
+    pub fn repeat_row(&mut self, rows: usize, device: &Device) -> Result<()> {
+        if let Some(batch) = self.layers.first().map(LayerKvCache::batch).filter(|&batch| batch > 1) {
+            return Err(Error::InvalidInput {
+                reason: format!("only a one-row cache can be repeated, this one holds {batch} rows"),
+            });
+        }
+        self.retain_rows(&vec![0; rows], device)
+    }
+
     /// Keeps only the batch rows `rows` (indices into the current batch), in that order: batched
     /// generation drops the rows that have finished.
     pub fn retain_rows(&mut self, rows: &[usize], device: &Device) -> Result<()> {
@@ -273,6 +284,21 @@ impl Llama {
         cache: &mut KvCache,
         positions: LogitsPositions,
     ) -> Result<Tensor> {
+        self.forward_padded_after(input_ids, 0, pad, cache, positions)
+    }
+
+    /// [`Llama::forward_padded`] over a cache whose first `shared` columns are a prefix common to
+    /// every row (prefilled once, then repeated over the batch, see [`KvCache::repeat_row`]): row
+    /// `b`'s padding sits after that prefix, in columns `shared..shared + pad[b]`, and its own
+    /// tokens continue at position `shared`.
+    pub fn forward_padded_after(
+        &self,
+        input_ids: &Tensor,
+        shared: usize,
+        pad: &[usize],
+        cache: &mut KvCache,
+        positions: LogitsPositions,
+    ) -> Result<Tensor> {
         let (batch, seq_len) = input_ids.dims2()?;
         if seq_len == 0 || batch != pad.len() {
             return Err(Error::InvalidInput {
@@ -293,14 +319,23 @@ impl Llama {
             });
         }
         let start_col = cache.seq_len();
+        if start_col < shared {
+            return Err(Error::InvalidInput {
+                reason: format!("the cache holds {start_col} columns, fewer than the {shared} shared ones"),
+            });
+        }
         let row_positions: Vec<u32> = pad
             .iter()
             .flat_map(|&row_pad| {
-                (start_col..start_col + seq_len).map(move |col| col.saturating_sub(row_pad) as u32)
+                (start_col..start_col + seq_len).map(move |col| {
+                    let position =
+                        if col < shared { col } else { (col - shared).saturating_sub(row_pad) + shared };
+                    position as u32
+                })
             })
             .collect();
         let row_positions = Tensor::from_vec(row_positions, (batch, seq_len), &self.device)?;
-        let mask = padded_causal_mask(pad, seq_len, start_col, &self.device)?;
+        let mask = padded_causal_mask(pad, shared, seq_len, start_col, &self.device)?;
         let mut xs = self.embedding.forward(input_ids)?;
         for idx in 0..self.layers.len() {
             let positions = Positions::Rows(&row_positions);

@@ -1,12 +1,15 @@
 //! Batched greedy generation over left-padded prompts computes what each prompt computes alone:
 //! logits equal within float tolerance and tokens equal, on a tiny random model and on the real
-//! model for FinLoRA FPB prompts; finished rows leaving the batch change nothing.
+//! model for FinLoRA FPB prompts; finished rows leaving the batch change nothing. So does
+//! prefilling a batch's common prefix once and carrying it to the next batch.
 
 mod common;
 
 use candle_core::Tensor;
 use datasets::{DataDir, LoadConfig, Split, Task};
-use trainer::generate::{generate_greedy, generate_greedy_batch, GreedyConfig};
+use trainer::generate::{
+    generate_greedy, generate_greedy_batch, generate_greedy_batch_shared, GreedyConfig, PromptCache,
+};
 use trainer::model::{Llama, LogitsPositions};
 
 fn alone_and_batched(model: &Llama, prompts: &[Vec<u32>], config: &GreedyConfig) {
@@ -21,6 +24,71 @@ fn alone_and_batched(model: &Llama, prompts: &[Vec<u32>], config: &GreedyConfig)
         assert_eq!(batched[row], alone, "row {row} differs from the same prompt generated alone");
     }
     assert_eq!(seen_rows.first(), Some(&(0..prompts.len()).collect::<Vec<_>>()));
+}
+
+/// Each batch through [`generate_greedy_batch_shared`] with one prefix cache carried along, every
+/// row equal to its prompt generated alone.
+fn alone_and_shared(model: &Llama, batches: &[Vec<Vec<u32>>], config: &GreedyConfig) {
+    let mut prefix = PromptCache::default();
+    for (number, prompts) in batches.iter().enumerate() {
+        let shared =
+            generate_greedy_batch_shared(model, prompts, config, &mut |_| Ok(()), &mut prefix).unwrap();
+        for (row, prompt) in prompts.iter().enumerate() {
+            let alone = generate_greedy(model, prompt, config).unwrap();
+            assert_eq!(
+                shared[row], alone,
+                "batch {number} row {row} differs from its prompt generated alone"
+            );
+        }
+    }
+}
+
+#[test]
+fn prefix_shared_logits_equal_each_row_alone() {
+    let model = common::training::tiny_model(5);
+    let shared = [21u32, 4, 9, 9, 30, 2];
+    let suffixes: Vec<Vec<u32>> = vec![vec![5, 9, 13, 2], vec![11], vec![30, 31, 32]];
+    let width = 4;
+    let mut cache = model.new_cache();
+    model.forward_ids(&shared, 0, Some(&mut cache), LogitsPositions::Last).unwrap();
+    cache.repeat_row(suffixes.len(), &candle_core::Device::Cpu).unwrap();
+    let pad: Vec<usize> = suffixes.iter().map(|suffix| width - suffix.len()).collect();
+    let padded: Vec<u32> = suffixes
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(0u32, width - s.len()).chain(s.iter().copied()))
+        .collect();
+    let input = Tensor::from_vec(padded, (3, width), &candle_core::Device::Cpu).unwrap();
+    let logits =
+        model.forward_padded_after(&input, shared.len(), &pad, &mut cache, LogitsPositions::All).unwrap();
+    for (row, suffix) in suffixes.iter().enumerate() {
+        let prompt: Vec<u32> = shared.iter().chain(suffix).copied().collect();
+        let alone: Vec<Vec<f32>> =
+            model.forward_ids(&prompt, 0, None, LogitsPositions::All).unwrap().to_vec2().unwrap();
+        let batched: Vec<Vec<f32>> =
+            logits.get(row).unwrap().narrow(0, pad[row], suffix.len()).unwrap().to_vec2().unwrap();
+        for (offset, (a, b)) in alone[shared.len()..].iter().zip(&batched).enumerate() {
+            let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "row {row} suffix position {offset}: logits differ by {worst}");
+        }
+    }
+}
+
+#[test]
+fn prefix_shared_generation_equals_one_by_one_across_batches() {
+    let model = common::training::tiny_model(3);
+    let header = [9u32, 14, 3, 3, 27, 8, 1];
+    let with_header = |tail: &[u32]| header.iter().chain(tail).copied().collect::<Vec<u32>>();
+    let batches = vec![
+        // A common prefix longer than the header (it includes 40), then one that stops inside it,
+        // then rows with nothing in common (no sharing), then a single row.
+        vec![with_header(&[40, 2, 2]), with_header(&[40, 6]), with_header(&[40, 11, 12, 13])],
+        vec![with_header(&[5]), header[..5].to_vec(), with_header(&[17, 18])],
+        vec![vec![1, 2, 3], vec![4, 5]],
+        vec![with_header(&[33, 34])],
+    ];
+    for stop_ids in [vec![], vec![5], vec![17, 30]] {
+        alone_and_shared(&model, &batches, &GreedyConfig { max_new_tokens: 10, stop_ids });
+    }
 }
 
 #[test]
@@ -76,6 +144,14 @@ fn batched_generation_equals_one_by_one_on_fpb_prompts() {
     let config =
         GreedyConfig { max_new_tokens: Task::Fpb.max_new_tokens(), stop_ids: tokenizer.eos_ids().to_vec() };
     alone_and_batched(model, &prompts, &config);
+    let more: Vec<Vec<u32>> = loaded
+        .examples
+        .iter()
+        .skip(5)
+        .take(4)
+        .map(|example| tokenizer.encode(&example.prompt, false).unwrap())
+        .collect();
+    alone_and_shared(model, &[prompts, more], &config);
 }
 
 #[test]
