@@ -40,8 +40,12 @@ pub struct PromptCache {
 impl PromptCache {
     /// Positions a new prompt `ids` can take from this cache (at most all but its last token).
     pub fn reusable(&self, ids: &[u32]) -> usize {
-        let common = self.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
-        common.min(ids.len().saturating_sub(1))
+        self.common_len(ids).min(ids.len().saturating_sub(1))
+    }
+
+    /// Leading tokens of `ids` this cache holds.
+    fn common_len(&self, ids: &[u32]) -> usize {
+        self.ids.iter().zip(ids).take_while(|(a, b)| a == b).count()
     }
 }
 
@@ -228,13 +232,13 @@ fn generate_batch(
     }
     let device = model.device();
     let mut active: Vec<usize> = (0..prompts.len()).collect();
+    let common = if prefix.is_some() { common_prefix(prompts) } else { 0 };
     let (mut cache, shared) = match prefix {
-        Some(held) if common_prefix(prompts) >= MIN_SHARED_PREFIX => {
-            let shared = common_prefix(prompts);
+        Some(held) if common >= MIN_SHARED_PREFIX => {
             on_rows(&active[..1])?;
-            let mut cache = prefill_prefix(model, &prompts[0][..shared], held)?;
+            let mut cache = prefill_prefix(model, &prompts[0][..common], held)?;
             cache.repeat_row(prompts.len(), device)?;
-            (cache, shared)
+            (cache, common)
         }
         _ => (model.new_cache(), 0),
     };
@@ -279,7 +283,7 @@ fn generate_batch(
 /// A one-row cache of `ids`, continuing from what `held` already holds of them, which then
 /// keeps `ids` for the next batch.
 fn prefill_prefix(model: &Llama, ids: &[u32], held: &mut PromptCache) -> Result<KvCache> {
-    let reusable = held.ids.iter().zip(ids).take_while(|(a, b)| a == b).count();
+    let reusable = held.common_len(ids);
     let mut cache = match held.cache.take() {
         Some(mut cache) if reusable > 0 => {
             cache.truncate(reusable)?;

@@ -26,6 +26,16 @@ fn alone_and_batched(model: &Llama, prompts: &[Vec<u32>], config: &GreedyConfig)
     assert_eq!(seen_rows.first(), Some(&(0..prompts.len()).collect::<Vec<_>>()));
 }
 
+/// Each row's padding count and the `[rows, width]` batch of `rows` left-padded with id 0.
+fn left_padded(rows: &[Vec<u32>], width: usize) -> (Vec<usize>, Tensor) {
+    let pad: Vec<usize> = rows.iter().map(|row| width - row.len()).collect();
+    let padded: Vec<u32> = rows
+        .iter()
+        .flat_map(|row| std::iter::repeat_n(0u32, width - row.len()).chain(row.iter().copied()))
+        .collect();
+    (pad, Tensor::from_vec(padded, (rows.len(), width), &candle_core::Device::Cpu).unwrap())
+}
+
 /// Each batch through [`generate_greedy_batch_shared`] with one prefix cache carried along, every
 /// row equal to its prompt generated alone.
 fn alone_and_shared(model: &Llama, batches: &[Vec<Vec<u32>>], config: &GreedyConfig) {
@@ -52,12 +62,7 @@ fn prefix_shared_logits_equal_each_row_alone() {
     let mut cache = model.new_cache();
     model.forward_ids(&shared, 0, Some(&mut cache), LogitsPositions::Last).unwrap();
     cache.repeat_row(suffixes.len(), &candle_core::Device::Cpu).unwrap();
-    let pad: Vec<usize> = suffixes.iter().map(|suffix| width - suffix.len()).collect();
-    let padded: Vec<u32> = suffixes
-        .iter()
-        .flat_map(|s| std::iter::repeat_n(0u32, width - s.len()).chain(s.iter().copied()))
-        .collect();
-    let input = Tensor::from_vec(padded, (3, width), &candle_core::Device::Cpu).unwrap();
+    let (pad, input) = left_padded(&suffixes, width);
     let logits =
         model.forward_padded_after(&input, shared.len(), &pad, &mut cache, LogitsPositions::All).unwrap();
     for (row, suffix) in suffixes.iter().enumerate() {
@@ -96,12 +101,7 @@ fn padded_prefill_logits_equal_each_row_alone() {
     let model = common::training::tiny_model(7);
     let prompts: Vec<Vec<u32>> = vec![vec![5, 9, 13, 2, 40, 7, 7], vec![11, 3], vec![30, 31, 32, 33]];
     let width = 7;
-    let pad: Vec<usize> = prompts.iter().map(|prompt| width - prompt.len()).collect();
-    let padded: Vec<u32> = prompts
-        .iter()
-        .flat_map(|p| std::iter::repeat_n(0u32, width - p.len()).chain(p.iter().copied()))
-        .collect();
-    let input = Tensor::from_vec(padded, (3, width), &candle_core::Device::Cpu).unwrap();
+    let (pad, input) = left_padded(&prompts, width);
     let mut cache = model.new_cache();
     let logits = model.forward_padded(&input, &pad, &mut cache, LogitsPositions::All).unwrap();
     for (row, prompt) in prompts.iter().enumerate() {
