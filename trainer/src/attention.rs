@@ -35,6 +35,24 @@ impl LayerKvCache {
         Ok(())
     }
 
+    /// The cache of a one-row batch seen by `rows` rows: a prompt prefix computed once for a
+    /// training batch. The copies stay in the autograd graph, so the rows' gradients with respect
+    /// to the prefix's keys and values add up in the one row that made them.
+    pub(crate) fn broadcast_rows(&mut self, rows: usize) -> Result<()> {
+        if let Some((keys, values)) = self.keys_values.take() {
+            let (batch, heads, seq, head_dim) = keys.dims4()?;
+            if batch != 1 {
+                candle_core::bail!(
+                    "only a one-row cache can be shared by {rows} rows, this one holds {batch}"
+                )
+            }
+            let shape = (rows, heads, seq, head_dim);
+            self.keys_values =
+                Some((keys.broadcast_as(shape)?.contiguous()?, values.broadcast_as(shape)?.contiguous()?));
+        }
+        Ok(())
+    }
+
     /// Keeps the first `len` positions (all of them when fewer are cached).
     pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
         if let Some((keys, values)) = self.keys_values.take() {

@@ -388,6 +388,57 @@ impl Llama {
         self.decoder_layer(idx, xs, Positions::Start(0), mask.as_ref(), None)
     }
 
+    /// Decoder layer `idx` over a batch whose rows share a prompt prefix: `prefix` (`[1, p, hidden]`,
+    /// positions `0..p`) is computed once and its keys and values are seen by every row of `rows`
+    /// (`[batch, s, hidden]`, each row's own tokens at positions `p..p + s`, right-padded), which
+    /// attend to them and to their own earlier tokens. Returns the prefix's and the rows' outputs;
+    /// each row's output equals that of the unshared row `prefix ++ row`, and gradients reach the
+    /// prefix through the rows' attention to it. Training uses this for prompts that share a long
+    /// instruction (FiNER's list of 139 tags).
+    pub fn layer_forward_shared(
+        &self,
+        idx: usize,
+        prefix: &Tensor,
+        rows: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        if idx >= self.layers.len() {
+            return Err(Error::InvalidInput {
+                reason: format!("layer {idx} does not exist (the model has {})", self.layers.len()),
+            });
+        }
+        let (prefix_batch, prefix_len, _) = prefix.dims3()?;
+        let (batch, seq_len, _) = rows.dims3()?;
+        if prefix_batch != 1 || prefix_len == 0 || seq_len == 0 {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "a shared prefix is one row of at least one token followed by the rows' own tokens, \
+                     got {prefix_batch} prefix rows of {prefix_len} tokens and rows of {seq_len} tokens"
+                ),
+            });
+        }
+        let mut cache = LayerKvCache::default();
+        let prefix_mask = if prefix_len > 1 { Some(causal_mask(prefix_len, 0, &self.device)?) } else { None };
+        let prefix_out =
+            self.decoder_layer(idx, prefix, Positions::Start(0), prefix_mask.as_ref(), Some(&mut cache))?;
+        cache.broadcast_rows(batch)?;
+        let mask = if seq_len > 1 { Some(causal_mask(seq_len, prefix_len, &self.device)?) } else { None };
+        let rows_out =
+            self.decoder_layer(idx, rows, Positions::Start(prefix_len), mask.as_ref(), Some(&mut cache))?;
+        Ok((prefix_out, rows_out))
+    }
+
+    /// [`Llama::hidden_states`] of a batch whose rows all begin with `prefix_ids` (`[1, p]`) and
+    /// continue with `rows_ids` (`[batch, s]`, right-padded): the rows' hidden states, `[batch, s,
+    /// hidden]`, computed with the prefix run once ([`Llama::layer_forward_shared`]).
+    pub fn hidden_states_shared(&self, prefix_ids: &Tensor, rows_ids: &Tensor) -> Result<Tensor> {
+        let mut prefix = self.embed(prefix_ids)?;
+        let mut rows = self.embed(rows_ids)?;
+        for idx in 0..self.layers.len() {
+            (prefix, rows) = self.layer_forward_shared(idx, &prefix, &rows)?;
+        }
+        Ok(rows)
+    }
+
     /// [`Llama::forward`] for one sequence given as token ids; returns logits `[n, vocab]`.
     pub fn forward_ids(
         &self,

@@ -6,14 +6,14 @@ mod common;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use common::training::{tiny_model, toy_examples};
+use common::training::{prefixed_examples, tiny_model, toy_examples};
 use trainer::dist::single::SingleProcess;
 use trainer::dist::threads::ThreadGroup;
 use trainer::dist::Collective;
 use trainer::lora::{attach, LoraConfig, LoraInit, ALL_LINEAR};
 use trainer::quantize::{quantize_base, BaseBits};
 use trainer::train::data::TokenizedExample;
-use trainer::train::run::token_loss;
+use trainer::train::run::{shared_prefix_len, token_loss, MIN_SHARED_PREFIX};
 use trainer::train::{train, TrainConfig, TrainJob, TrainSummary};
 
 fn config(steps: usize) -> TrainConfig {
@@ -88,7 +88,7 @@ fn lora_gradients_match_finite_differences_through_a_quantized_base() {
         }
         let data = toy_examples(3, 9);
         let batch: Vec<&TokenizedExample> = data.iter().collect();
-        let (loss, _) = token_loss(&model, &batch).unwrap();
+        let (loss, _) = token_loss(&model, &batch, false).unwrap();
         let grads = loss.backward().unwrap();
         let h = 1e-2f32;
         let mut checked = 0;
@@ -102,7 +102,7 @@ fn lora_gradients_match_finite_differences_through_a_quantized_base() {
                     shifted[idx] += delta;
                     var.set(&candle_core::Tensor::from_vec(shifted, var.shape(), var.device()).unwrap())
                         .unwrap();
-                    let (loss, _) = token_loss(&model, &batch).unwrap();
+                    let (loss, _) = token_loss(&model, &batch, false).unwrap();
                     f64::from(loss.to_scalar::<f32>().unwrap())
                 };
                 let numeric = (eval(h) - eval(-h)) / (2.0 * f64::from(h));
@@ -245,6 +245,99 @@ fn gradient_checkpointing_gives_the_same_training_as_keeping_activations() {
         .fold(0f32, f32::max);
     assert!(max_diff < 1e-5, "checkpointed training differs by {max_diff}");
     assert!(checkpointed.iter().flatten().any(|&v| v != 0.0));
+}
+
+#[test]
+fn the_shared_prefix_is_every_rows_common_prompt_start_and_only_when_long_enough() {
+    let data = prefixed_examples(4, 20, 3);
+    let batch: Vec<&TokenizedExample> = data.iter().collect();
+    let common =
+        (0..).take_while(|&idx| batch.iter().all(|example| example.ids[idx] == batch[0].ids[idx])).count();
+    assert!(common >= 20);
+    let expected = common.min(batch.iter().map(|example| example.prompt_len - 1).min().unwrap());
+    assert_eq!(shared_prefix_len(&batch), expected);
+    // One row has nothing to share with; a short common start is not worth a second stream.
+    assert_eq!(shared_prefix_len(&batch[..1]), 0);
+    let short = prefixed_examples(4, MIN_SHARED_PREFIX - 2, 3);
+    let short: Vec<&TokenizedExample> = short.iter().collect();
+    assert_eq!(shared_prefix_len(&short), 0);
+    // The prefix never swallows a row's last prompt token, whose logit predicts its answer.
+    let mut whole = data[0].clone();
+    whole.prompt_len = MIN_SHARED_PREFIX + 2;
+    let capped = [&whole, batch[1], batch[2]];
+    assert_eq!(shared_prefix_len(&capped), MIN_SHARED_PREFIX + 1);
+}
+
+#[test]
+fn a_shared_prompt_prefix_gives_the_loss_and_gradients_of_the_unshared_batch() {
+    for bits in [BaseBits::F32, BaseBits::Int8, BaseBits::Nf4] {
+        let mut model = tiny_model(4);
+        quantize_base(&mut model, bits).unwrap();
+        let lora = LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.0,
+            targets: ALL_LINEAR.iter().map(|name| name.to_string()).collect(),
+            rslora: false,
+        };
+        let adapter = attach(&mut model, &lora, LoraInit::Peft { seed: 6 }).unwrap();
+        for pair in &adapter.pairs {
+            let b = pair.b.as_tensor();
+            let values: Vec<f32> = (0..b.elem_count()).map(|i| ((i * 29 % 13) as f32 - 6.0) * 0.02).collect();
+            pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
+        }
+        let data = prefixed_examples(5, 24, 11);
+        let batch: Vec<&TokenizedExample> = data.iter().collect();
+        assert!(shared_prefix_len(&batch) >= 24);
+        let gradients = |share: bool| {
+            let (loss, count) = token_loss(&model, &batch, share).unwrap();
+            let grads = loss.backward().unwrap();
+            let values: Vec<Vec<f32>> = adapter
+                .vars()
+                .iter()
+                .map(|var| grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap())
+                .collect();
+            (loss.to_scalar::<f32>().unwrap(), count, values)
+        };
+        let (shared_loss, shared_count, shared) = gradients(true);
+        let (loss, count, unshared) = gradients(false);
+        assert_eq!(shared_count, count);
+        assert!((shared_loss - loss).abs() <= 1e-5 * loss.abs(), "{bits:?}: loss {shared_loss} vs {loss}");
+        let largest = unshared.iter().flatten().fold(0f32, |max, value| max.max(value.abs()));
+        let max_diff = shared
+            .iter()
+            .flatten()
+            .zip(unshared.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(largest > 1e-3, "{bits:?}: the gradients are all but zero");
+        assert!(max_diff <= 1e-5 * largest, "{bits:?}: gradients differ by {max_diff} (largest {largest})");
+    }
+}
+
+#[test]
+fn checkpointed_training_over_a_shared_prefix_equals_unshared_training_with_activations_kept() {
+    let data = prefixed_examples(32, 20, 8);
+    let mut config = config(4);
+    config.lora.dropout = 0.0;
+    config.lora.targets = ALL_LINEAR.iter().map(|name| name.to_string()).collect();
+    config.gradient_checkpointing = true;
+    config.share_prompt_prefix = true;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, shared) = run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    config.gradient_checkpointing = false;
+    config.share_prompt_prefix = false;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, unshared) =
+        run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    let max_diff = shared
+        .iter()
+        .flatten()
+        .zip(unshared.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max_diff < 1e-5, "training over a shared prefix differs by {max_diff}");
+    assert!(shared.iter().flatten().any(|&v| v != 0.0));
 }
 
 #[test]

@@ -184,30 +184,31 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         batch_size: args.batch_size,
     };
 
-    let mut results = Vec::new();
-    for (task, examples, labels) in &test_sets {
-        let adapter = plan.by_task.get(task).copied().or(plan.default);
-        for &mode in &modes {
-            let metrics = evaluate(&evaluator, &args.out, *task, mode, examples, labels, adapter)?;
-            results.push(metrics);
-        }
-    }
-
     let name = args.name.clone().unwrap_or_else(|| {
         args.out.file_name().map_or_else(|| "run".to_string(), |name| name.to_string_lossy().into_owned())
     });
-    let run = EvalRun {
+    let mut run = EvalRun {
         name,
         model: model_path.display().to_string(),
         bits: bits.bits(),
         batch_size: args.batch_size,
         limit: args.limit,
         adapters: plan.entries,
-        results,
-        peak_rss_bytes: super::peak_rss_bytes()?,
+        results: Vec::new(),
+        peak_rss_bytes: 0,
         load_seconds,
     };
-    run.write(&args.out)?;
+    for (task, examples, labels) in &test_sets {
+        let adapter = plan.by_task.get(task).copied().or(plan.default);
+        for &mode in &modes {
+            let metrics = evaluate(&evaluator, &args.out, *task, mode, examples, labels, adapter)?;
+            run.results.push(metrics);
+            // `run.json` holds every task finished so far, so a long evaluation that is stopped
+            // can be reported on before `--resume` finishes it.
+            run.peak_rss_bytes = super::peak_rss_bytes()?;
+            run.write(&args.out)?;
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {

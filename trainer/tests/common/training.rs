@@ -92,3 +92,17 @@ pub fn toy_examples(n: usize, seed: u64) -> Vec<TokenizedExample> {
         })
         .collect()
 }
+
+/// Toy examples that all begin with the same `prefix_len` prompt tokens (an instruction common to
+/// a task's prompts), followed by the toy task's prompt and answer.
+pub fn prefixed_examples(n: usize, prefix_len: usize, seed: u64) -> Vec<TokenizedExample> {
+    let prefix: Vec<u32> = (0..prefix_len as u32).map(|idx| 4 + (idx * 13 + 5) % 40).collect();
+    toy_examples(n, seed)
+        .into_iter()
+        .map(|example| {
+            let mut ids = prefix.clone();
+            ids.extend(example.ids);
+            TokenizedExample { ids, prompt_len: prefix_len + example.prompt_len }
+        })
+        .collect()
+}

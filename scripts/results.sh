@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Reproduces the experiments of docs/results.md (issue 5), one step at a time. Every step resumes
+# where it stopped: training through its committed checkpoint (`--resume`), evaluation through the
+# predictions already written (`eval --resume`), so a step can be killed and rerun in a later session.
+#
+#   scripts/results.sh STEP...
+#
+#   data        generate the XBRL value and tag tasks from the shared filings (gen/xbrl)
+#   train-mt8   multi-task adapter, 8-bit base, rank 8   (configs/multitask-r8-8bit.toml)
+#   train-mt4   multi-task adapter, 4-bit base, rank 4   (configs/multitask-r4-4bit.toml)
+#   train-fpb   single-task FPB adapter, 8-bit, rank 8   (configs/fpb-r8-8bit.toml)
+#   eval-base   the 8-bit base on every task's full test split
+#   eval-mt8 | eval-mt4 | eval-fpb   the adapters on the full test splits (FPB only for eval-fpb)
+#   report      tables and charts of every finished evaluation into docs/results/full/
+#
+# Environment: FINAGENT (binary, default target/release/finagent), FINAGENT_SHARED (default
+# ../shared), FINAGENT_MODEL (the default model, as `finagent fetch-model` puts it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+finagent=${FINAGENT:-target/release/finagent}
+shared=${FINAGENT_SHARED:-../shared}
+export FINAGENT_DATA=${FINAGENT_DATA:-$shared/data}
+evals=docs/results/full/runs
+all_tasks=fpb,fiqa_sa,tfns,nwgi,headline,ner,xbrl_values,xbrl_tags,finer
+
+train() { # OUT CONFIG
+    "$finagent" train --out "$1" --config "$2" --quiet --resume
+}
+
+evaluate() { # NAME LABEL TASKS [EVAL ARGS...]
+    local dir=$evals/$1 label=$2 tasks=$3
+    shift 3
+    local resume=()
+    [[ -e $dir ]] && resume=(--resume)
+    mkdir -p "$evals"
+    "$finagent" eval --tasks "$tasks" --generated gen/xbrl --bits 8 --out "$dir" --name "$label" \
+        "${resume[@]}" "$@"
+}
+
+adapter() { # RUN: the finished run's adapter, or an error naming the missing run
+    if [[ ! -f $1/adapter/adapter_model.safetensors ]]; then
+        echo "error: $1/adapter does not exist yet: finish its training step first" >&2
+        exit 1
+    fi
+    echo "$1/adapter"
+}
+
+for step in "$@"; do
+    case $step in
+    data)
+        "$finagent" datasets generate --context retrieval --filings "$shared/xbrl/filings" \
+            --out gen/xbrl --tasks xbrl_values,xbrl_tags \
+            --taxonomy "$shared/xbrl/taxonomy/us-gaap_concepts_partial.tsv" ;;
+    train-mt8) train runs/multitask-r8-8bit configs/multitask-r8-8bit.toml ;;
+    train-mt4) train runs/multitask-r4-4bit configs/multitask-r4-4bit.toml ;;
+    train-fpb) train runs/fpb-r8-8bit configs/fpb-r8-8bit.toml ;;
+    eval-base) evaluate base8 "base, 8-bit" "$all_tasks" ;;
+    eval-mt8)
+        dir=$(adapter runs/multitask-r8-8bit)
+        evaluate mt8 "multi-task r8, 8-bit" "$all_tasks" --adapter "$dir" ;;
+    eval-mt4)
+        # Evaluated over the 8-bit base like every adapter, as the paper evaluates.
+        dir=$(adapter runs/multitask-r4-4bit)
+        evaluate mt4 "multi-task r4, 4-bit adapter, 8-bit base" "$all_tasks" --adapter "$dir" ;;
+    eval-fpb)
+        dir=$(adapter runs/fpb-r8-8bit)
+        evaluate fpb8 "FPB single-task r8, 8-bit" fpb --adapter "$dir" ;;
+    report)
+        runs=()
+        for r in base8 mt8 mt4 fpb8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        "$finagent" report "${runs[@]}" --out docs/results/full ;;
+    *)
+        echo "error: unknown step '$step' (see the header of $0)" >&2
+        exit 2 ;;
+    esac
+done
