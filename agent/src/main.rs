@@ -51,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let home = cli.home.as_deref();
     let result = match cli.command {
@@ -89,4 +90,33 @@ fn error_chain(err: &anyhow::Error) -> String {
         }
     }
     message
+}
+
+/// Makes glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+/// candle allocates a fresh buffer per op; glibc serves every buffer over 32 MB (attention scores
+/// of a long prompt: 100 MB and more per layer) with its own `mmap`, so each op paid for page
+/// faults on fresh zeroed pages and `munmap` afterwards. Measured on FiNER training (1,700-token
+/// prompts, docs/training.md): 42 s -> 30 s per step, system time 43 s -> 5 s, the same losses.
+/// Peak memory grows a little (582 -> 611 MiB evaluating FPB). `MALLOC_MMAP_MAX_` or
+/// `MALLOC_TRIM_THRESHOLD_` in the environment leave glibc's settings to the user.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_MMAP_MAX_").is_some()
+            || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
+        {
+            return;
+        }
+        // glibc's <malloc.h>: int mallopt(int param, int value).
+        extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+        }
+        const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+        const M_MMAP_MAX: std::ffi::c_int = -4;
+        // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
+        unsafe {
+            mallopt(M_MMAP_MAX, 0);
+            mallopt(M_TRIM_THRESHOLD, std::ffi::c_int::MAX);
+        }
+    }
 }
