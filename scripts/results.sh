@@ -9,8 +9,10 @@
 #   train-mt8   multi-task adapter, 8-bit base, rank 8   (configs/multitask-r8-8bit.toml)
 #   train-mt4   multi-task adapter, 4-bit base, rank 4   (configs/multitask-r4-4bit.toml)
 #   train-fpb   single-task FPB adapter, 8-bit, rank 8   (configs/fpb-r8-8bit.toml)
+#   train-finer single-task FiNER adapter, 8-bit, rank 8 (configs/finer-r8-8bit.toml)
 #   eval-base   the 8-bit base on every task's full test split
-#   eval-mt8 | eval-mt4 | eval-fpb   the adapters on the full test splits (FPB only for eval-fpb)
+#   eval-mt8 | eval-mt4 | eval-fpb | eval-finer   the adapters on the full test splits (the
+#               single-task adapters on their own task)
 #   report      tables and charts of every finished evaluation into docs/results/full/
 #
 # Environment: FINAGENT (binary, default target/release/finagent), FINAGENT_SHARED (default
@@ -55,6 +57,7 @@ for step in "$@"; do
     train-mt8) train runs/multitask-r8-8bit configs/multitask-r8-8bit.toml ;;
     train-mt4) train runs/multitask-r4-4bit configs/multitask-r4-4bit.toml ;;
     train-fpb) train runs/fpb-r8-8bit configs/fpb-r8-8bit.toml ;;
+    train-finer) train runs/finer-r8-8bit configs/finer-r8-8bit.toml ;;
     eval-base) evaluate base8 "base, 8-bit" "$all_tasks" ;;
     eval-mt8)
         dir=$(adapter runs/multitask-r8-8bit)
@@ -66,9 +69,12 @@ for step in "$@"; do
     eval-fpb)
         dir=$(adapter runs/fpb-r8-8bit)
         evaluate fpb8 "FPB single-task r8, 8-bit" fpb --adapter "$dir" ;;
+    eval-finer)
+        dir=$(adapter runs/finer-r8-8bit)
+        evaluate finer8 "FiNER single-task r8, 8-bit" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt4 fpb8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         "$finagent" report "${runs[@]}" --out docs/results/full ;;
     *)
         echo "error: unknown step '$step' (see the header of $0)" >&2
