@@ -177,3 +177,37 @@ fn label_mappings_are_selectable_and_recorded_for_resume() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("bogus"), "{}", stderr(&output));
 }
+
+#[test]
+fn generation_budgets_can_be_overridden_and_are_recorded_for_resume() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let data = shared.join("data");
+    let env = [("FINAGENT_DATA", data.as_path())];
+    let model = model.to_str().unwrap().to_string();
+    let out = home.path().join("budget");
+    let out = out.to_str().unwrap();
+
+    for bad in ["fpb=0", "bogus=3", "many"] {
+        let output = finagent(home.path(), &eval_args(out, &model, &["--max-new-tokens", bad]), &env);
+        assert!(!output.status.success());
+        assert!(stderr(&output).contains(bad), "{bad}: {}", stderr(&output));
+        assert!(!Path::new(out).exists(), "{bad} left an output folder");
+    }
+
+    let output = finagent(home.path(), &eval_args(out, &model, &["--max-new-tokens", "fpb=1"]), &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let predictions = lines(&Path::new(out).join("fpb.generate.jsonl"));
+    assert_eq!(predictions.len(), 3);
+    for prediction in &predictions {
+        let text = prediction["output"].as_str().unwrap();
+        assert!(text.split_whitespace().count() <= 1, "one new token at most: {text:?}");
+    }
+    let settings = std::fs::read_to_string(Path::new(out).join("settings.json")).unwrap();
+    assert!(settings.contains("max_new_tokens") && settings.contains("\"fpb\": 1"), "{settings}");
+
+    // Resuming with FinLoRA's budgets would mix two budgets in one log: refused.
+    let output = finagent(home.path(), &eval_args(out, &model, &["--resume"]), &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--max-new-tokens"), "{}", stderr(&output));
+}

@@ -82,6 +82,8 @@ pub struct TaskBatch<'a> {
     pub adapter: Option<usize>,
     /// The closed label set answers are parsed against (empty for free-text tasks).
     pub labels: &'a [String],
+    /// Generation budget per answer: the task's [`Task::max_new_tokens`] unless overridden.
+    pub max_new_tokens: usize,
 }
 
 impl Evaluator<'_> {
@@ -106,7 +108,7 @@ impl Evaluator<'_> {
         let mut prompts = Vec::with_capacity(work.examples.len());
         for example in work.examples {
             let ids = self.tokenizer.encode(&example.prompt, false)?;
-            self.check_fits(example, ids.len(), work.task.max_new_tokens())?;
+            self.check_fits(example, ids.len(), work.max_new_tokens)?;
             prompts.push(ids);
         }
         // Longest first: similar lengths share a batch (little padding) and the peak comes early.
@@ -169,10 +171,8 @@ impl Evaluator<'_> {
         work: &TaskBatch<'_>,
         prefix: &mut PromptCache,
     ) -> Result<Vec<Answer>> {
-        let config = GreedyConfig {
-            max_new_tokens: work.task.max_new_tokens(),
-            stop_ids: self.tokenizer.eos_ids().to_vec(),
-        };
+        let config =
+            GreedyConfig { max_new_tokens: work.max_new_tokens, stop_ids: self.tokenizer.eos_ids().to_vec() };
         let mut on_rows = |rows: &[usize]| {
             self.route(rows.len(), work.adapter);
             Ok(())

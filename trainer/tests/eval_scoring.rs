@@ -18,7 +18,13 @@ fn fpb_examples(n: usize) -> Option<Vec<Example>> {
 
 fn answer(evaluator: &Evaluator<'_>, examples: &[&Example], mode: EvalMode) -> Vec<Prediction> {
     let labels: Vec<String> = ["negative", "neutral", "positive"].map(String::from).to_vec();
-    let work = TaskBatch { task: Task::Fpb, examples, adapter: None, labels: &labels };
+    let work = TaskBatch {
+        task: Task::Fpb,
+        examples,
+        adapter: None,
+        labels: &labels,
+        max_new_tokens: Task::Fpb.max_new_tokens(),
+    };
     let mut predictions = Vec::new();
     evaluator
         .answer(&work, mode, &mut |prediction| {

@@ -67,6 +67,56 @@ pub struct Args {
     /// mapping, to reproduce its published numbers).
     #[arg(long, value_enum, default_value = "correct")]
     tfns: TfnsArg,
+    /// Generation budget in new tokens for every task (`N`) or one task (`xbrl_formula_calculation=64`);
+    /// repeatable. Default: FinLoRA's per-task budget (`finagent datasets list`), counted in Llama 3
+    /// tokens, which write a 12-digit number in 4 tokens where SmolLM2's tokenizer needs 12.
+    #[arg(long = "max-new-tokens", value_name = "[TASK=]N")]
+    max_new_tokens: Vec<String>,
+}
+
+/// `--max-new-tokens` overrides: one budget for every task and per-task ones.
+#[derive(Debug, Default)]
+struct Budgets {
+    all: Option<usize>,
+    by_task: BTreeMap<Task, usize>,
+}
+
+impl Budgets {
+    fn parse(values: &[String]) -> Result<Self> {
+        let mut budgets = Budgets::default();
+        for value in values {
+            let (task, number) = match value.split_once('=') {
+                Some((task, number)) => (Some(task), number),
+                None => (None, value.as_str()),
+            };
+            let tokens: usize = match number.trim().parse() {
+                Ok(tokens) if tokens > 0 => tokens,
+                _ => bail!("--max-new-tokens {value:?}: {number:?} is not a positive number of tokens"),
+            };
+            match task {
+                Some(name) => {
+                    let task: Task =
+                        name.trim().parse().with_context(|| format!("--max-new-tokens {value:?}"))?;
+                    budgets.by_task.insert(task, tokens);
+                }
+                None => budgets.all = Some(tokens),
+            }
+        }
+        Ok(budgets)
+    }
+
+    fn for_task(&self, task: Task) -> usize {
+        self.by_task.get(&task).copied().or(self.all).unwrap_or_else(|| task.max_new_tokens())
+    }
+
+    /// The overrides as recorded in `settings.json`; `None` without any.
+    fn record(&self) -> Option<serde_json::Value> {
+        if self.all.is_none() && self.by_task.is_empty() {
+            return None;
+        }
+        let by_task: BTreeMap<&str, usize> = self.by_task.iter().map(|(task, &n)| (task.name(), n)).collect();
+        Some(serde_json::json!({ "all": self.all, "by_task": by_task }))
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -123,6 +173,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 
     let data_dir = DataDir::from_env();
     let load_config = args.load_config();
+    let budgets = Budgets::parse(&args.max_new_tokens)?;
     let mut test_sets = Vec::with_capacity(tasks.len());
     for &task in &tasks {
         let loaded = match (&args.generated, task.xbrl_file_task()) {
@@ -155,15 +206,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         None => ensure_default_model(&Paths::resolve(home, None, None).model)?,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    check_settings(
-        &args.out,
-        &model_path,
-        bits,
-        &plan,
-        &load_config,
-        args.generated.as_deref(),
-        args.resume,
-    )?;
+    check_settings(&args, &model_path, bits, &plan, &load_config, &budgets)?;
 
     let load_started = Instant::now();
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
@@ -201,7 +244,9 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     for (task, examples, labels) in &test_sets {
         let adapter = plan.by_task.get(task).copied().or(plan.default);
         for &mode in &modes {
-            let metrics = evaluate(&evaluator, &args.out, *task, mode, examples, labels, adapter)?;
+            let work =
+                TaskWork { task: *task, examples, labels, adapter, max_new_tokens: budgets.for_task(*task) };
+            let metrics = evaluate(&evaluator, &args.out, mode, &work)?;
             run.results.push(metrics);
             // `run.json` holds every task finished so far, so a long evaluation that is stopped
             // can be reported on before `--resume` finishes it.
@@ -217,16 +262,23 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     Ok(())
 }
 
+/// One task's test set and how to answer it.
+struct TaskWork<'a> {
+    task: Task,
+    examples: &'a [Example],
+    labels: &'a [String],
+    adapter: Option<usize>,
+    max_new_tokens: usize,
+}
+
 /// Answers the examples of one task not yet in its predictions log, then scores the whole log.
 fn evaluate(
     evaluator: &Evaluator<'_>,
     out: &Path,
-    task: Task,
     mode: EvalMode,
-    examples: &[Example],
-    labels: &[String],
-    adapter: Option<usize>,
+    work: &TaskWork<'_>,
 ) -> Result<TaskMetrics> {
+    let TaskWork { task, examples, labels, adapter, max_new_tokens } = *work;
     let log_path = out.join(format!("{task}.{mode}.jsonl"));
     let mut log = PredictionLog::open(&log_path)?;
     let mut pending = Vec::new();
@@ -240,7 +292,7 @@ fn evaluate(
         pending.len(),
         examples.len() - pending.len()
     );
-    let work = TaskBatch { task, examples: &pending, adapter, labels };
+    let work = TaskBatch { task, examples: &pending, adapter, labels, max_new_tokens };
     evaluator.answer(&work, mode, &mut |prediction| log.append(prediction))?;
     let all: Vec<&Example> = examples.iter().collect();
     Ok(task_metrics(task, mode, &all, log.done(), labels)?)
@@ -307,14 +359,14 @@ fn plan_adapters(specs: &[String], tasks: &[Task]) -> Result<AdapterPlan> {
 
 /// Writes the run's model, bits and adapters on a fresh run; on --resume, refuses different ones.
 fn check_settings(
-    out: &Path,
+    args: &Args,
     model: &Path,
     bits: BaseBits,
     plan: &AdapterPlan,
     load_config: &LoadConfig,
-    generated: Option<&Path>,
-    resume: bool,
+    budgets: &Budgets,
 ) -> Result<()> {
+    let (out, generated, resume) = (&args.out, args.generated.as_deref(), args.resume);
     let routes: BTreeMap<String, String> = plan
         .by_task
         .iter()
@@ -332,6 +384,9 @@ fn check_settings(
     if let (Some(dir), Some(map)) = (generated, settings.as_object_mut()) {
         map.insert("generated".into(), dir.display().to_string().into());
     }
+    if let (Some(budgets), Some(map)) = (budgets.record(), settings.as_object_mut()) {
+        map.insert("max_new_tokens".into(), budgets);
+    }
     let path = out.join(SETTINGS_FILE);
     if resume && path.is_file() {
         let text =
@@ -339,7 +394,7 @@ fn check_settings(
         let before: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
         if before != settings {
-            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits, --adapter, --nwgi and --tfns", out.display());
+            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits, --adapter, --generated, --max-new-tokens, --nwgi and --tfns", out.display());
         }
         return Ok(());
     }
