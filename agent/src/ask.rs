@@ -355,15 +355,27 @@ fn prepare_value(index: &FactIndex, request: &ValueRequest) -> Result<PreparedVa
     Ok(PreparedValue { shown, entity, fiscal_year, prompt })
 }
 
+/// The first retrieved fact whose value is a number the model wrote, among the facts for the
+/// period the answer is about: that of the best-ranked fact (the fiscal year's end for a balance,
+/// the whole fiscal year for a flow, the quarter for a quarter). The prompt also shows other
+/// periods (last year's balance, the year's quarter-end balances from its 10-Qs); a model that
+/// copies one of those wrote a filed number, but not the one asked for, so it does not count.
+fn matching_fact<'a>(model_answer: &str, shown: &'a [FactHit]) -> Option<&'a FactHit> {
+    let period = &shown.first()?.period;
+    read_numbers(model_answer).iter().find_map(|number| {
+        shown
+            .iter()
+            .filter(|fact| fact.period == *period)
+            .find(|fact| fact.number.is_some_and(|value| number.matches(value)))
+    })
+}
+
 /// The answer to `request` from the model's completion: the value shown only when a number the
-/// model wrote equals one of the facts in its prompt.
+/// model wrote equals one of the facts in its prompt for the period asked about.
 fn check_value(request: &ValueRequest, prepared: PreparedValue, model_answer: String) -> Answer {
     let ValueRequest { company, year_basis, metric, quarter, .. } = *request;
     let PreparedValue { shown, entity, fiscal_year, .. } = prepared;
-    let matched = read_numbers(&model_answer)
-        .iter()
-        .find_map(|number| shown.iter().find(|fact| fact.number.is_some_and(|value| number.matches(value))))
-        .cloned();
+    let matched = matching_fact(&model_answer, &shown).cloned();
     let sentence = match &matched {
         Some(fact) => format!(
             "{} {} for fiscal {}{fiscal_year} was {} {} ({}, {}).",
@@ -507,6 +519,47 @@ mod tests {
         assert_eq!(group_thousands("-2722000000"), "-2,722,000,000");
         assert_eq!(group_thousands("6.11"), "6.11");
         assert_eq!(group_thousands("100"), "100");
+    }
+
+    fn hit(value: f64, end: &str, period_fiscal_year: i32) -> FactHit {
+        FactHit {
+            score: 1.0,
+            concept: "us-gaap:StockholdersEquity".into(),
+            label: None,
+            value: Some(value.to_string()),
+            number: Some(value),
+            unit: Some("USD".into()),
+            decimals: Some("-6".into()),
+            period: Period::Instant(end.parse().unwrap()),
+            period_fiscal_year: Some(period_fiscal_year),
+            context_id: format!("c-{end}"),
+            fact_id: None,
+            dimensions: Vec::new(),
+            ticker: Some("NVDA".into()),
+            entity_name: None,
+            fiscal_year: Some(2022),
+            form: Some("10-K".into()),
+            accession: None,
+            source: "nvda.htm".into(),
+            filing_id: "nvda-2022".into(),
+        }
+    }
+
+    #[test]
+    fn only_a_fact_of_the_period_asked_about_confirms_the_models_number() {
+        let shown = [
+            hit(26_612_000_000.0, "2022-01-30", 2022),
+            hit(16_893_000_000.0, "2021-01-31", 2021),
+            hit(18_774_000_000.0, "2021-05-02", 2022),
+        ];
+        let year_end = matching_fact("26612000000", &shown).unwrap();
+        assert_eq!(year_end.context_id, "c-2022-01-30");
+        // Last year's balance and a quarter-end balance of the same fiscal year are filed too,
+        // but neither answers a question about the end of fiscal 2022.
+        assert!(matching_fact("16893000000", &shown).is_none());
+        assert!(matching_fact("18,774,000,000", &shown).is_none());
+        assert!(matching_fact("12345", &shown).is_none());
+        assert!(matching_fact("26612000000", &[]).is_none());
     }
 
     #[test]
