@@ -67,25 +67,37 @@ fn run(
     (summary, values)
 }
 
+/// A tiny model (`model_seed`) over a `bits` base with a rank-2 LoRA on every linear layer
+/// (`lora_seed`, no dropout) whose B matrices hold `b_value(i)` instead of PEFT's zeros, so A's
+/// gradient is not trivially zero.
+fn adapted_tiny_model(
+    model_seed: u64,
+    bits: BaseBits,
+    lora_seed: u64,
+    b_value: impl Fn(usize) -> f32,
+) -> (trainer::model::Llama, trainer::lora::LoraAdapter) {
+    let mut model = tiny_model(model_seed);
+    quantize_base(&mut model, bits).unwrap();
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        dropout: 0.0,
+        targets: ALL_LINEAR.iter().map(|name| name.to_string()).collect(),
+        rslora: false,
+    };
+    let adapter = attach(&mut model, &lora, LoraInit::Peft { seed: lora_seed }).unwrap();
+    for pair in &adapter.pairs {
+        let b = pair.b.as_tensor();
+        let values: Vec<f32> = (0..b.elem_count()).map(&b_value).collect();
+        pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
+    }
+    (model, adapter)
+}
+
 #[test]
 fn lora_gradients_match_finite_differences_through_a_quantized_base() {
     for bits in [BaseBits::F32, BaseBits::Nf4] {
-        let mut model = tiny_model(3);
-        quantize_base(&mut model, bits).unwrap();
-        let lora = LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            dropout: 0.0,
-            targets: ALL_LINEAR.iter().map(|name| name.to_string()).collect(),
-            rslora: false,
-        };
-        let adapter = attach(&mut model, &lora, LoraInit::Peft { seed: 5 }).unwrap();
-        // B starts at zero; give it values so A's gradient is not trivially zero.
-        for pair in &adapter.pairs {
-            let b = pair.b.as_tensor();
-            let values: Vec<f32> = (0..b.elem_count()).map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.02).collect();
-            pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
-        }
+        let (model, adapter) = adapted_tiny_model(3, bits, 5, |i| ((i * 37 % 11) as f32 - 5.0) * 0.02);
         let data = toy_examples(3, 9);
         let batch: Vec<&TokenizedExample> = data.iter().collect();
         let (loss, _) = token_loss(&model, &batch, false).unwrap();
@@ -271,21 +283,7 @@ fn the_shared_prefix_is_every_rows_common_prompt_start_and_only_when_long_enough
 #[test]
 fn a_shared_prompt_prefix_gives_the_loss_and_gradients_of_the_unshared_batch() {
     for bits in [BaseBits::F32, BaseBits::Int8, BaseBits::Nf4] {
-        let mut model = tiny_model(4);
-        quantize_base(&mut model, bits).unwrap();
-        let lora = LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            dropout: 0.0,
-            targets: ALL_LINEAR.iter().map(|name| name.to_string()).collect(),
-            rslora: false,
-        };
-        let adapter = attach(&mut model, &lora, LoraInit::Peft { seed: 6 }).unwrap();
-        for pair in &adapter.pairs {
-            let b = pair.b.as_tensor();
-            let values: Vec<f32> = (0..b.elem_count()).map(|i| ((i * 29 % 13) as f32 - 6.0) * 0.02).collect();
-            pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
-        }
+        let (model, adapter) = adapted_tiny_model(4, bits, 6, |i| ((i * 29 % 13) as f32 - 6.0) * 0.02);
         let data = prefixed_examples(5, 24, 11);
         let batch: Vec<&TokenizedExample> = data.iter().collect();
         assert!(shared_prefix_len(&batch) >= 24);
