@@ -17,6 +17,8 @@
 //! `--fail-rank R` makes rank `R`'s first collective of step 2 of the AdamW run fail, to check that
 //! the job stops with a message naming the rank.
 
+// The helpers are shared with the tests; this example uses only some of them.
+#[allow(dead_code)]
 #[path = "../tests/common/training.rs"]
 mod training;
 
