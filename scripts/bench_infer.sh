@@ -31,15 +31,25 @@ else
 fi
 for peer in "${peers[@]}"; do echo "$peer"; done
 
+# At 8 bits both forwards: int8 weights dequantized (f32 activations) and LLM.int8 (int8 activations).
+runs=()
 for bits in $bits_list; do
-    ours=$("$bin" bench infer --model "$model" --bits "$bits" --prompt-tokens "$prompt_tokens" \
-        --new-tokens "$new_tokens")
+    if [ "$bits" = 8 ]; then
+        runs+=("8 dequantized" "8 llm-int8")
+    else
+        runs+=("$bits dequantized")
+    fi
+done
+for run in "${runs[@]}"; do
+    read -r bits int8_matmul <<<"$run"
+    ours=$("$bin" bench infer --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" \
+        --prompt-tokens "$prompt_tokens" --new-tokens "$new_tokens")
     echo "$ours"
     python3 - "$ours" "${peers[@]}" <<'PY'
 import json, sys
 ours = json.loads(sys.argv[1])
 for peer in map(json.loads, sys.argv[2:]):
-    print(json.dumps({"bits": ours["bits"], "vs": peer["peer"],
+    print(json.dumps({"bits": ours["bits"], "int8_matmul": ours.get("int8_matmul"), "vs": peer["peer"],
                       "prefill_ratio": round(ours["prefill_tokens_per_sec"] / peer["prefill_tokens_per_sec"], 3),
                       "decode_ratio": round(ours["decode_tokens_per_sec"] / peer["decode_tokens_per_sec"], 3)}))
 PY

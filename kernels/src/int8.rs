@@ -20,7 +20,7 @@ pub enum QuantInput {
 
 impl QuantInput {
     #[inline(always)]
-    fn apply(self, value: f32) -> f32 {
+    pub(crate) fn apply(self, value: f32) -> f32 {
         match self {
             QuantInput::AsIs => value,
             QuantInput::RoundToF16 => round_to_f16(value),
@@ -36,6 +36,9 @@ pub struct Int8Weight {
     in_features: usize,
     cb: Vec<i8>,
     scb: Vec<f32>,
+    /// Whether some code is -128, which `quantize` never writes (its codes lie in [-127, 127]) but
+    /// stored parts may hold; the fast sign-folding kernels need it absent.
+    has_min_code: bool,
 }
 
 impl Int8Weight {
@@ -50,7 +53,7 @@ impl Int8Weight {
         let mut cb = vec![0i8; weight.len()];
         let mut scb = Vec::with_capacity(out_features);
         quantize_rows_fastest(weight, in_features, input, &mut cb, &mut scb);
-        Ok(Int8Weight { out_features, in_features, cb, scb })
+        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code: false })
     }
 
     /// Assembles stored parts (for example `weight` and `SCB` of a bitsandbytes checkpoint).
@@ -63,7 +66,13 @@ impl Int8Weight {
                 actual: scb.len(),
             });
         }
-        Ok(Int8Weight { out_features, in_features, cb, scb })
+        let has_min_code = cb.contains(&i8::MIN);
+        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code })
+    }
+
+    /// Whether a code is -128 (never after [`Int8Weight::quantize`]).
+    pub fn has_min_code(&self) -> bool {
+        self.has_min_code
     }
 
     pub fn out_features(&self) -> usize {
@@ -149,6 +158,17 @@ impl Int8Activation {
         Ok(Int8Activation { rows, cols, ca, sca, outlier_cols })
     }
 
+    /// The parts of a quantization computed elsewhere (the fast path), as `quantize` makes them.
+    pub(crate) fn from_parts(
+        rows: usize,
+        cols: usize,
+        ca: Vec<i8>,
+        sca: Vec<f32>,
+        outlier_cols: Vec<usize>,
+    ) -> Self {
+        Int8Activation { rows, cols, ca, sca, outlier_cols }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -227,8 +247,17 @@ unsafe fn quantize_rows_sse41(
 /// Quantizes one row into `codes`, returning its absmax. An all-zero row gives NaN products,
 /// which convert to code 0, as torch's cast does on x86-64.
 #[inline(always)]
-fn quantize_row(row: &[f32], codes: &mut [i8]) -> f32 {
-    let row_absmax = row.iter().fold(0.0f32, |max, &value| max.max(value.abs()));
+pub(crate) fn quantize_row(row: &[f32], codes: &mut [i8]) -> f32 {
+    // Sixteen running maxima, so that the loop vectorises; `f32::max` ignores NaN either way, so
+    // the result equals a left-to-right fold.
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &value) in lanes.iter_mut().zip(chunk) {
+            *lane = lane.max(value.abs());
+        }
+    }
+    let row_absmax = chunks.remainder().iter().chain(&lanes).fold(0.0f32, |max, &value| max.max(value.abs()));
     // torch evaluates `127.0 / stats` as `reciprocal(stats) * 127.0`: two roundings, and the
     // last bit of the scale decides some half-way codes.
     let scale = (1.0 / row_absmax) * 127.0;
@@ -263,7 +292,7 @@ pub fn round_to_f16(value: f32) -> f32 {
     rounded.copysign(value)
 }
 
-fn check_matrix(len: usize, rows: usize, cols: usize, what: &'static str) -> Result<()> {
+pub(crate) fn check_matrix(len: usize, rows: usize, cols: usize, what: &'static str) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Err(Error::Empty { what });
     }

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::int8::{Int8Activation, Int8Weight, QuantInput, INT8_DEQUANT_SCALE};
 
 /// bitsandbytes' `int8_mm_dequant` factor (≈ 1/127²), as torch turns the Python float into f32.
-const MM_DEQUANT_SCALE: f32 = 6.200124e-05_f64 as f32;
+pub(crate) const MM_DEQUANT_SCALE: f32 = 6.200124e-05_f64 as f32;
 
 /// Settings of an int8 linear layer. The default matches transformers' `load_in_8bit`:
 /// threshold 6.0 and f16 rounding of the inputs before quantization.
@@ -91,24 +91,42 @@ pub fn int8_linear_forward(
     bias: Option<&[f32]>,
     config: &Int8LinearConfig,
 ) -> Result<Vec<f32>> {
+    forward_with(
+        x,
+        rows,
+        weight,
+        bias,
+        |x, rows, cols| Int8Activation::quantize(x, rows, cols, config.threshold, config.input),
+        int8_matmul_i32,
+    )
+}
+
+/// [`int8_linear_forward`] with another (equal) quantizer and int32 product, such as the fast
+/// path's.
+pub(crate) fn forward_with(
+    x: &[f32],
+    rows: usize,
+    weight: &Int8Weight,
+    bias: Option<&[f32]>,
+    quantize: impl FnOnce(&[f32], usize, usize) -> Result<Int8Activation>,
+    matmul: impl FnOnce(&Int8Activation, &Int8Weight) -> Result<Vec<i32>>,
+) -> Result<Vec<f32>> {
     let in_features = weight.in_features();
-    let activation = Int8Activation::quantize(x, rows, in_features, config.threshold, config.input)?;
-    let acc = int8_matmul_i32(&activation, weight)?;
+    let activation = quantize(x, rows, in_features)?;
+    let acc = matmul(&activation, weight)?;
     let mut out = dequantize_matmul(&acc, activation.sca(), weight.scb(), bias)?;
-    let outlier_cols = activation.outlier_cols();
+    add_outlier_term(x, weight, activation.outlier_cols(), &mut out);
+    Ok(out)
+}
+
+/// Step 4: `out += X[:, outliers] · W_deq[:, outliers]ᵀ`, one FMA chain per output in index order.
+pub(crate) fn add_outlier_term(x: &[f32], weight: &Int8Weight, outlier_cols: &[usize], out: &mut [f32]) {
     if outlier_cols.is_empty() {
-        return Ok(out);
+        return;
     }
+    let in_features = weight.in_features();
     let out_features = weight.out_features();
-    // The int8-dequantized weight restricted to the outlier columns, `[out_features, n_outliers]`.
-    let sub_weight: Vec<f32> = weight
-        .cb()
-        .chunks(in_features)
-        .zip(weight.scb())
-        .flat_map(|(codes, &row_absmax)| {
-            outlier_cols.iter().map(move |&col| (f32::from(codes[col]) * row_absmax) * INT8_DEQUANT_SCALE)
-        })
-        .collect();
+    let sub_weight = outlier_weight(weight, outlier_cols);
     for (x_row, out_row) in x.chunks(in_features).zip(out.chunks_mut(out_features)) {
         for (out_value, sub_row) in out_row.iter_mut().zip(sub_weight.chunks(outlier_cols.len())) {
             let outlier_dot =
@@ -116,7 +134,18 @@ pub fn int8_linear_forward(
             *out_value += outlier_dot;
         }
     }
-    Ok(out)
+}
+
+/// The int8-dequantized weight restricted to the outlier columns, `[out_features, n_outliers]`.
+pub(crate) fn outlier_weight(weight: &Int8Weight, outlier_cols: &[usize]) -> Vec<f32> {
+    weight
+        .cb()
+        .chunks(weight.in_features())
+        .zip(weight.scb())
+        .flat_map(|(codes, &row_absmax)| {
+            outlier_cols.iter().map(move |&col| (f32::from(codes[col]) * row_absmax) * INT8_DEQUANT_SCALE)
+        })
+        .collect()
 }
 
 /// Gradient of the input of an int8 linear layer: `grad_out [rows, out_features]` times the
@@ -144,7 +173,7 @@ pub fn int8_linear_backward_input(grad_out: &[f32], rows: usize, weight: &Int8We
     Ok(grad_x)
 }
 
-fn check_inner(left: usize, right: usize, what: &'static str) -> Result<()> {
+pub(crate) fn check_inner(left: usize, right: usize, what: &'static str) -> Result<()> {
     if left == right {
         Ok(())
     } else {

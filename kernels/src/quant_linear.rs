@@ -14,9 +14,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::fast::{self, ProductConfig};
+use crate::fast::{self, Isa, ProductConfig};
 use crate::four_bit::FourBitTensor;
 use crate::int8::Int8Weight;
+use crate::int8_matmul::Int8LinearConfig;
 
 /// A frozen weight `[out_features, in_features]` in one of the crate's quantized formats.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,9 @@ pub struct QuantLinear {
     bias: Option<Tensor>,
     out_features: usize,
     in_features: usize,
+    /// For an int8 weight: compute the f32 forward as LLM.int8 does (int8 activations, int32
+    /// products, outliers in f32) instead of with the dequantized weight.
+    llm_int8: Option<Int8LinearConfig>,
 }
 
 impl QuantLinear {
@@ -85,7 +89,29 @@ impl QuantLinear {
                 );
             }
         }
-        Ok(QuantLinear { weight: Arc::new(weight), bias, out_features, in_features })
+        Ok(QuantLinear { weight: Arc::new(weight), bias, out_features, in_features, llm_int8: None })
+    }
+
+    /// Makes the f32 forward of an int8 layer run as bitsandbytes' `Linear8bitLt` runs it: the
+    /// activations quantized row-wise to int8 with `config`'s outlier threshold, int32 products
+    /// on the fast path ([`crate::fast::int8_vectorwise_forward`]), outlier columns in f32. The
+    /// backward stays `grad · deq(W)`, as bitsandbytes' is; f64 (gradient checks) stays on the
+    /// dequantized reference. `None` restores the dequantized forward. A 4-bit weight is an error.
+    pub fn with_llm_int8(mut self, config: Option<Int8LinearConfig>) -> Result<Self> {
+        if config.is_some() && !matches!(*self.weight, QuantWeight::Int8(_)) {
+            return Err(Error::DimensionMismatch {
+                what: "LLM.int8 forward",
+                left: "a 4-bit weight".to_string(),
+                right: "an int8 weight".to_string(),
+            });
+        }
+        self.llm_int8 = config;
+        Ok(self)
+    }
+
+    /// The LLM.int8 forward settings, if the layer computes that way.
+    pub fn llm_int8(&self) -> Option<&Int8LinearConfig> {
+        self.llm_int8.as_ref()
     }
 
     pub fn weight(&self) -> &QuantWeight {
@@ -119,6 +145,7 @@ impl Module for QuantLinear {
         let product = x.contiguous()?.apply_op1_arc(Arc::new(Box::new(ProductOp {
             weight: Arc::clone(&self.weight),
             direction: Direction::Forward,
+            llm_int8: self.llm_int8,
         })))?;
         match &self.bias {
             Some(bias) => product.broadcast_add(bias),
@@ -149,6 +176,8 @@ impl Direction {
 struct ProductOp {
     weight: Arc<QuantWeight>,
     direction: Direction,
+    /// LLM.int8 settings for the f32 forward of an int8 weight (see [`QuantLinear::with_llm_int8`]).
+    llm_int8: Option<Int8LinearConfig>,
 }
 
 impl ProductOp {
@@ -188,6 +217,22 @@ impl CustomOp1 for ProductOp {
             *last = output_features;
         }
         let output = match storage {
+            CpuStorage::F32(input) if self.direction == Direction::Forward && self.llm_int8.is_some() => {
+                let (QuantWeight::Int8(weight), Some(config)) = (&*self.weight, &self.llm_int8) else {
+                    candle_core::bail!("{}: LLM.int8 needs an int8 weight", self.name());
+                };
+                CpuStorage::F32(
+                    fast::int8_vectorwise_forward(
+                        &input[start..end],
+                        rows,
+                        weight,
+                        None,
+                        config,
+                        Isa::detect(),
+                    )
+                    .map_err(|err| candle_core::Error::Msg(format!("{}: {err}", self.name())))?,
+                )
+            }
             CpuStorage::F32(input) => CpuStorage::F32(
                 fast::product(
                     &self.weight,
@@ -211,7 +256,12 @@ impl CustomOp1 for ProductOp {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         // The op is linear in its input, so the gradient is the adjoint map applied to grad_res;
         // the adjoint is itself differentiable, which keeps second-order gradients correct.
-        let adjoint = ProductOp { weight: Arc::clone(&self.weight), direction: self.direction.adjoint() };
+        // LLM.int8's backward is the dequantized one too, so the adjoint never quantizes.
+        let adjoint = ProductOp {
+            weight: Arc::clone(&self.weight),
+            direction: self.direction.adjoint(),
+            llm_int8: None,
+        };
         let grad_arg = grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(adjoint)))?;
         Ok(Some(grad_arg))
     }

@@ -7,10 +7,11 @@
 
 use kernels::double_quant::NESTED_BLOCKSIZE;
 use kernels::dynamic_map::{dequantize_blockwise, quantize_blockwise, signed_dynamic_map};
+use kernels::fast::int8_vectorwise_forward;
 use kernels::int8_matmul::int8_matmul_i32;
 use kernels::{
     int8_linear_backward_input, int8_linear_forward, BlockScales, FourBitConfig, FourBitFormat,
-    FourBitTensor, Int8Activation, Int8LinearConfig, Int8Weight, QuantInput,
+    FourBitTensor, Int8Activation, Int8LinearConfig, Int8Weight, Isa, QuantInput,
 };
 use safetensors::{Dtype, SafeTensors};
 
@@ -299,11 +300,14 @@ fn int8_forward_without_decomposition_matches_bitsandbytes() {
         let (layer, x, rows, bias) = layer_inputs(&tensors, &prefix);
         let config = Int8LinearConfig { threshold: 0.0, input: QuantInput::RoundToF16 };
         let out = int8_linear_forward(&x, rows, &layer, Some(&bias), &config).expect("forward");
-        assert_bits_eq(
-            &format!("{prefix} forward, threshold 0"),
-            &out,
-            &tensors.f32s(&format!("{prefix}.t0.out")),
-        );
+        let expected = tensors.f32s(&format!("{prefix}.t0.out"));
+        assert_bits_eq(&format!("{prefix} forward, threshold 0"), &out, &expected);
+        // The fast path (VNNI where the CPU has it) at every SIMD level.
+        for isa in Isa::available() {
+            let fast =
+                int8_vectorwise_forward(&x, rows, &layer, Some(&bias), &config, isa).expect("fast forward");
+            assert_bits_eq(&format!("{prefix} fast forward ({isa:?}), threshold 0"), &fast, &expected);
+        }
     }
 }
 
@@ -323,11 +327,14 @@ fn int8_outlier_forward_and_backward_match_bitsandbytes() {
 
         let out = int8_linear_forward(&x, rows, &layer, Some(&bias), &Int8LinearConfig::default())
             .expect("forward");
-        assert_bits_eq(
-            &format!("{prefix} forward, threshold 6"),
-            &out,
-            &tensors.f32s(&format!("{prefix}.t6.out")),
-        );
+        let expected = tensors.f32s(&format!("{prefix}.t6.out"));
+        assert_bits_eq(&format!("{prefix} forward, threshold 6"), &out, &expected);
+        for isa in Isa::available() {
+            let fast =
+                int8_vectorwise_forward(&x, rows, &layer, Some(&bias), &Int8LinearConfig::default(), isa)
+                    .expect("fast forward");
+            assert_bits_eq(&format!("{prefix} fast forward ({isa:?}), threshold 6"), &fast, &expected);
+        }
 
         let grad_out = tensors.f32s(&format!("{prefix}.grad_out"));
         let grad_x = int8_linear_backward_input(&grad_out, rows, &layer).expect("backward");

@@ -203,3 +203,74 @@ fn quant_linear_f32_forward_and_backward_use_the_fast_paths_correctly() {
     let max_diff = grad_values.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max_diff <= 1e-4, "{name}: gradient differs by {max_diff}");
 }
+
+/// LLM.int8's forward on the fast path (VNNI where the CPU has it) equals the scalar reference
+/// bit for bit: int32 sums are exact and the epilogue rounds in the same order. Shapes cross the
+/// micro-kernel's 6 rows, the 96-row tasks, the 64-column panels and 4-input groups; some inputs
+/// exceed the outlier threshold.
+#[test]
+fn llm_int8_fast_forward_equals_the_reference() {
+    use kernels::fast::int8_vectorwise_forward;
+    use kernels::{int8_linear_forward, Int8LinearConfig};
+    for (seed, &(rows, out_features, in_features)) in
+        [(1, 33, 70), (7, 130, 64), (100, 200, 577), (300, 64, 96), (13, 1, 5)].iter().enumerate()
+    {
+        let dense = pseudo_random(out_features * in_features, seed as u64 + 50, 0.2);
+        let weight = Int8Weight::quantize(&dense, out_features, in_features, QuantInput::AsIs).expect("int8");
+        let mut x = pseudo_random(rows * in_features, seed as u64 + 60, 3.0);
+        // A few outliers in two columns.
+        for row in (0..rows).step_by(5) {
+            x[row * in_features] = 7.5;
+            x[row * in_features + in_features / 2] = -9.0;
+        }
+        let bias = pseudo_random(out_features, seed as u64 + 70, 0.5);
+        for config in
+            [Int8LinearConfig::default(), Int8LinearConfig { threshold: 0.0, input: QuantInput::AsIs }]
+        {
+            for bias in [None, Some(bias.as_slice())] {
+                let expected = int8_linear_forward(&x, rows, &weight, bias, &config).expect("reference");
+                for isa in Isa::available() {
+                    let got = int8_vectorwise_forward(&x, rows, &weight, bias, &config, isa).expect("fast");
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&got),
+                        bits(&expected),
+                        "{rows}x{in_features} -> {out_features}, {config:?}, bias {}, {isa:?}",
+                        bias.is_some()
+                    );
+                }
+            }
+        }
+        let wrong_bias = vec![0.0; out_features + 1];
+        for isa in Isa::available() {
+            assert!(int8_vectorwise_forward(
+                &x,
+                rows,
+                &weight,
+                Some(&wrong_bias),
+                &Int8LinearConfig::default(),
+                isa
+            )
+            .is_err());
+            assert!(int8_vectorwise_forward(&x[1..], rows, &weight, None, &Int8LinearConfig::default(), isa)
+                .is_err());
+        }
+    }
+
+    // Stored codes may hold -128, which the few-row kernel cannot negate: those go to the
+    // packed kernel, and the result still equals the reference.
+    let (out_features, in_features) = (20, 70);
+    let mut codes: Vec<i8> = (0..out_features * in_features).map(|i| (i % 255) as u8 as i8).collect();
+    codes[3] = i8::MIN;
+    let weight =
+        Int8Weight::from_parts(codes, vec![0.5; out_features], out_features, in_features).expect("parts");
+    assert!(weight.has_min_code());
+    let x = pseudo_random(3 * in_features, 80, 2.0);
+    let expected =
+        int8_linear_forward(&x, 3, &weight, None, &Int8LinearConfig::default()).expect("reference");
+    for isa in Isa::available() {
+        let got =
+            int8_vectorwise_forward(&x, 3, &weight, None, &Int8LinearConfig::default(), isa).expect("fast");
+        assert_eq!(got, expected, "{isa:?} with a -128 code");
+    }
+}

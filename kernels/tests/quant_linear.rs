@@ -223,3 +223,42 @@ fn bad_shapes_and_dtypes_are_errors() {
     let message = QuantLinear::new(weight, Some(short_bias)).map(|_| ()).unwrap_err().to_string();
     assert!(message.contains("bias shape [5] does not match out_features 33"), "{message}");
 }
+
+/// With LLM.int8 on, the f32 forward is `int8_linear_forward` (int8 activations, outliers in
+/// f32) bit for bit, the gradient reaching the input is still `g · deq(W)` exactly as without it,
+/// and a 4-bit weight refuses the mode.
+#[test]
+fn llm_int8_forward_and_its_dequantized_backward() {
+    use kernels::{int8_linear_forward, Int8LinearConfig};
+    let weights = quant_weights();
+    let (_, int8) = weights.iter().find(|(name, _)| *name == "int8").expect("int8 weight");
+    let QuantWeight::Int8(codes) = int8 else { unreachable!() };
+    let config = Int8LinearConfig::default();
+    let rows: usize = BATCH_DIMS.iter().product();
+    let mut x: Vec<f32> = pseudo_random(rows * IN_FEATURES, 11, 2.0).into_iter().map(|v| v as f32).collect();
+    x[5] = 8.0; // one outlier column
+    let input = Var::from_vec(x.clone(), activation_dims(), &Device::Cpu).unwrap();
+
+    let plain = QuantLinear::new(int8.clone(), None).unwrap();
+    let llm = QuantLinear::new(int8.clone(), None).unwrap().with_llm_int8(Some(config)).unwrap();
+    assert_eq!(llm.llm_int8(), Some(&config));
+    let out = llm.forward(input.as_tensor()).unwrap();
+    let expected = int8_linear_forward(&x, rows, codes, None, &config).unwrap();
+    assert_eq!(out.flatten_all().unwrap().to_vec1::<f32>().unwrap(), expected);
+    let plain_out = plain.forward(input.as_tensor()).unwrap();
+    assert!(max_abs_diff(&out, &plain_out) > 0.0, "int8 activations must change the product");
+
+    let weights_out = Tensor::from_vec(
+        pseudo_random(rows * OUT_FEATURES, 12, 1.0).into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+        out.dims(),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let grad_llm = (out * &weights_out).unwrap().sum_all().unwrap().backward().unwrap();
+    let grad_plain = (plain_out * &weights_out).unwrap().sum_all().unwrap().backward().unwrap();
+    let (a, b) = (grad_llm.get(input.as_tensor()).unwrap(), grad_plain.get(input.as_tensor()).unwrap());
+    assert_eq!(max_abs_diff(a, b), 0.0, "the backward is the dequantized one in both modes");
+
+    let (_, nf4) = weights.iter().find(|(name, _)| *name == "nf4").expect("nf4 weight");
+    assert!(QuantLinear::new(nf4.clone(), None).unwrap().with_llm_int8(Some(config)).is_err());
+}

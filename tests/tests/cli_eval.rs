@@ -211,3 +211,28 @@ fn generation_budgets_can_be_overridden_and_are_recorded_for_resume() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--max-new-tokens"), "{}", stderr(&output));
 }
+
+#[test]
+fn llm_int8_is_recorded_for_resume() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let data = shared.join("data");
+    let env = [("FINAGENT_DATA", data.as_path())];
+    let model = model.to_str().unwrap().to_string();
+    let out = home.path().join("llm");
+    let out = out.to_str().unwrap();
+
+    let output = finagent(home.path(), &eval_args(out, &model, &["--int8-matmul", "llm-int8"]), &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let settings = std::fs::read_to_string(Path::new(out).join("settings.json")).unwrap();
+    assert!(settings.contains("\"int8_matmul\": \"llm-int8\""), "{settings}");
+    assert_eq!(lines(&Path::new(out).join("fpb.generate.jsonl")).len(), 3);
+
+    // Resuming without the flag would mix two forwards in one log: refused.
+    let output = finagent(home.path(), &eval_args(out, &model, &["--resume"]), &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--int8-matmul"), "{}", stderr(&output));
+    let output =
+        finagent(home.path(), &eval_args(out, &model, &["--resume", "--int8-matmul", "llm-int8"]), &env);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -7,7 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use candle_core::{Module, Tensor};
-use kernels::{FourBitConfig, FourBitTensor, Int8Weight, QuantInput, QuantLinear, QuantWeight};
+use kernels::{
+    FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, QuantInput, QuantLinear, QuantWeight,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -67,6 +69,37 @@ impl FromStr for BaseBits {
     }
 }
 
+/// How an 8-bit base computes its forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Int8Matmul {
+    /// f32 activations times the int8 weight dequantized (row scale applied) in panels: the
+    /// weight is the only thing quantized.
+    #[default]
+    Dequantized,
+    /// As bitsandbytes' `Linear8bitLt` under transformers' `load_in_8bit`: activations rounded to
+    /// f16 and quantized row-wise to int8, columns holding a value of magnitude 6.0 or more
+    /// computed in f32 instead, int32 products (AVX-512 VNNI where the CPU has it). Backward is
+    /// the dequantized one in both modes.
+    LlmInt8,
+}
+
+impl Int8Matmul {
+    pub fn name(self) -> &'static str {
+        match self {
+            Int8Matmul::Dequantized => "dequantized",
+            Int8Matmul::LlmInt8 => "llm-int8",
+        }
+    }
+
+    fn config(self) -> Option<Int8LinearConfig> {
+        match self {
+            Int8Matmul::Dequantized => None,
+            Int8Matmul::LlmInt8 => Some(Int8LinearConfig::default()),
+        }
+    }
+}
+
 /// A frozen quantized projection behind the model's linear-layer seam.
 #[derive(Debug)]
 pub struct QuantizedLinear {
@@ -76,6 +109,11 @@ pub struct QuantizedLinear {
 impl QuantizedLinear {
     /// Quantizes a dense `[out, in]` f32 weight.
     pub fn quantize(weight: &Tensor, bits: BaseBits) -> Result<Self> {
+        Self::quantize_with(weight, bits, Int8Matmul::Dequantized)
+    }
+
+    /// [`QuantizedLinear::quantize`], an int8 weight computing its forward as `int8_matmul` says.
+    pub fn quantize_with(weight: &Tensor, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<Self> {
         let (out_features, in_features) = weight.dims2()?;
         let values: Vec<f32> = weight.flatten_all()?.to_vec1()?;
         let quantized = match bits {
@@ -91,7 +129,9 @@ impl QuantizedLinear {
                 return Err(Error::InvalidInput { reason: "an f32 base is not quantized".into() })
             }
         };
-        Ok(QuantizedLinear { inner: QuantLinear::new(quantized, None)? })
+        let llm_int8 = if bits == BaseBits::Int8 { int8_matmul.config() } else { None };
+        let inner = QuantLinear::new(quantized, None)?.with_llm_int8(llm_int8).map_err(quant_error)?;
+        Ok(QuantizedLinear { inner })
     }
 
     /// The quantized weight.
@@ -121,6 +161,11 @@ impl LinearLayer for QuantizedLinear {
 /// Quantizes every dense decoder projection of `model` (not the LM head) to `bits`; a no-op for
 /// [`BaseBits::F32`]. Returns the number of layers quantized.
 pub fn quantize_base(model: &mut Llama, bits: BaseBits) -> Result<usize> {
+    quantize_base_with(model, bits, Int8Matmul::Dequantized)
+}
+
+/// [`quantize_base`] with the 8-bit forward chosen by `int8_matmul` (ignored at 4 and 32 bits).
+pub fn quantize_base_with(model: &mut Llama, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<usize> {
     if bits == BaseBits::F32 {
         return Ok(0);
     }
@@ -134,7 +179,7 @@ pub fn quantize_base(model: &mut Llama, bits: BaseBits) -> Result<usize> {
                 reason: format!("{module} is not a dense layer and cannot be quantized (quantize before attaching adapters)"),
             });
         };
-        let quantized = QuantizedLinear::quantize(weight, bits)?;
+        let quantized = QuantizedLinear::quantize_with(weight, bits, int8_matmul)?;
         *slot = Box::new(quantized);
         count += 1;
     }

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use kernels::fast::{product, ProductConfig, ProductPath};
-use kernels::{Direction, FourBitConfig, FourBitTensor, Int8Weight, Isa, QuantInput, QuantWeight};
+use kernels::fast::{int8_vectorwise_forward, product, ProductConfig, ProductPath};
+use kernels::{
+    Direction, FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, Isa, QuantInput, QuantWeight,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -111,7 +113,11 @@ impl ShapeSet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
     Nf4,
+    /// int8 weights times f32 activations (the weight dequantized in panels).
     Int8,
+    /// LLM.int8 as bitsandbytes runs it: int8 activations (threshold 6.0), int32 products.
+    #[value(name = "llm-int8")]
+    LlmInt8,
     Dense,
     #[value(name = "qmatmul-q4_1")]
     QmatmulQ4_1,
@@ -124,6 +130,7 @@ impl Format {
         match self {
             Format::Nf4 => "nf4",
             Format::Int8 => "int8",
+            Format::LlmInt8 => "llm-int8",
             Format::Dense => "dense",
             Format::QmatmulQ4_1 => "qmatmul-q4_1",
             Format::QmatmulQ8_0 => "qmatmul-q8_0",
@@ -161,7 +168,8 @@ fn run_matmul(args: &MatmulArgs) -> Result<()> {
             })?;
             for &tokens in &args.tokens {
                 let mut directions = vec![Direction::Forward];
-                if args.backward && !matches!(layer, Layer::QMatMul(_)) {
+                // QMatMul has no backward; LLM.int8's is the int8 format's.
+                if args.backward && !matches!(layer, Layer::QMatMul(_) | Layer::LlmInt8(_)) {
                     directions.push(Direction::Backward);
                 }
                 for direction in directions {
@@ -190,6 +198,7 @@ fn run_matmul(args: &MatmulArgs) -> Result<()> {
 /// One weight in the format under test.
 enum Layer {
     Quant(QuantWeight),
+    LlmInt8(Int8Weight),
     /// `W [out, in]`.
     Dense(Tensor),
     QMatMul(QMatMul),
@@ -210,6 +219,9 @@ impl Layer {
                 in_features,
                 QuantInput::AsIs,
             )?)),
+            Format::LlmInt8 => {
+                Layer::LlmInt8(Int8Weight::quantize(weight, out_features, in_features, QuantInput::AsIs)?)
+            }
             Format::Dense => Layer::Dense(dense()?),
             Format::QmatmulQ4_1 => {
                 Layer::QMatMul(QMatMul::from_qtensor(QTensor::quantize(&dense()?, GgmlDType::Q4_1)?)?)
@@ -235,6 +247,21 @@ impl Layer {
                 let input = pseudo_random(tokens * width, 2, 1.0);
                 Box::new(move || {
                     black_box(product(weight, direction, &input, tokens, config)?);
+                    Ok(())
+                })
+            }
+            Layer::LlmInt8(weight) => {
+                let input = pseudo_random(tokens * weight.in_features(), 2, 1.0);
+                let isa = config.isa;
+                Box::new(move || {
+                    black_box(int8_vectorwise_forward(
+                        &input,
+                        tokens,
+                        weight,
+                        None,
+                        &Int8LinearConfig::default(),
+                        isa,
+                    )?);
                     Ok(())
                 })
             }

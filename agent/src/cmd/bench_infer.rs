@@ -13,7 +13,7 @@ use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
 use datasets::SplitMix64;
 use trainer::model::{Llama, LogitsPositions};
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_base_with, BaseBits, Int8Matmul};
 
 /// Prompt ids are drawn from `[FIRST_ID, LAST_ID]`, as the peer scripts draw them.
 const FIRST_ID: usize = 100;
@@ -32,6 +32,9 @@ pub struct InferArgs {
     /// Base precision: 32 (f32), 8 (int8) or 4 (NF4).
     #[arg(long, default_value_t = 32)]
     bits: u32,
+    /// How an 8-bit base multiplies: `dequantized` (f32 activations) or `llm-int8` (int8 activations).
+    #[arg(long, value_enum, default_value = "dequantized")]
+    int8_matmul: super::Int8MatmulArg,
     /// GGUF file or Hugging Face folder (default: the downloaded default model).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
@@ -54,7 +57,7 @@ pub fn run(home: Option<&Path>, args: InferArgs) -> Result<()> {
     let load_start = Instant::now();
     let (mut model, _) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base(&mut model, bits)?;
+    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
     let load_sec = load_start.elapsed().as_secs_f64();
 
     let max_positions = model.config().max_position_embeddings;
@@ -71,6 +74,7 @@ pub fn run(home: Option<&Path>, args: InferArgs) -> Result<()> {
     let report = serde_json::json!({
         "peer": "finagent",
         "bits": args.bits,
+        "int8_matmul": (bits == BaseBits::Int8).then(|| Int8Matmul::from(args.int8_matmul).name()),
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens,
         "prefill_tokens_per_sec": round1(args.prompt_tokens as f64 / timing.prefill_sec),

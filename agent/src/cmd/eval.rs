@@ -15,7 +15,7 @@ use trainer::eval::{
     TaskMetrics,
 };
 use trainer::multi_lora::attach_adapters;
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_base_with, BaseBits, Int8Matmul};
 
 /// What a resumed run must share with the run it continues.
 const SETTINGS_FILE: &str = "settings.json";
@@ -31,6 +31,10 @@ pub struct Args {
     /// Precision of the frozen base: 4 (NF4), 8 (int8, the paper's evaluation setting) or 32.
     #[arg(long, default_value_t = 8)]
     bits: u32,
+    /// How the 8-bit base multiplies: `dequantized` (f32 activations times the int8 weight) or
+    /// `llm-int8` (bitsandbytes' int8 activations with outliers in f32).
+    #[arg(long, value_enum, default_value = "dequantized")]
+    int8_matmul: super::Int8MatmulArg,
     /// Evaluate only the first N test examples of each task.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -211,7 +215,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let load_started = Instant::now();
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base(&mut model, bits)?;
+    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
     let multi = if plan.dirs.is_empty() { None } else { Some(attach_adapters(&mut model, &plan.dirs)?) };
     if let Some(multi) = &multi {
         for (entry, loaded) in plan.entries.iter_mut().zip(&multi.adapters) {
@@ -387,6 +391,11 @@ fn check_settings(
     if let (Some(budgets), Some(map)) = (budgets.record(), settings.as_object_mut()) {
         map.insert("max_new_tokens".into(), budgets);
     }
+    if let (super::Int8MatmulArg::LlmInt8, BaseBits::Int8, Some(map)) =
+        (args.int8_matmul, bits, settings.as_object_mut())
+    {
+        map.insert("int8_matmul".into(), Int8Matmul::LlmInt8.name().into());
+    }
     let path = out.join(SETTINGS_FILE);
     if resume && path.is_file() {
         let text =
@@ -394,7 +403,7 @@ fn check_settings(
         let before: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
         if before != settings {
-            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits, --adapter, --generated, --max-new-tokens, --nwgi and --tfns", out.display());
+            bail!("{} was evaluated with other settings ({before}); resume with the same model, --bits, --int8-matmul, --adapter, --generated, --max-new-tokens, --nwgi and --tfns", out.display());
         }
         return Ok(());
     }

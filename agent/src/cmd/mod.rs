@@ -17,6 +17,27 @@ pub mod serve;
 pub mod tag;
 pub mod train;
 
+/// `--int8-matmul`: how an 8-bit base computes its forward pass (`trainer::quantize::Int8Matmul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Int8MatmulArg {
+    /// f32 activations times the dequantized int8 weight (only the weight is quantized).
+    #[default]
+    Dequantized,
+    /// bitsandbytes' LLM.int8: int8 activations (outliers of magnitude 6.0 or more in f32), int32
+    /// products on AVX-512 VNNI where the CPU has it.
+    #[value(name = "llm-int8")]
+    LlmInt8,
+}
+
+impl From<Int8MatmulArg> for trainer::quantize::Int8Matmul {
+    fn from(arg: Int8MatmulArg) -> Self {
+        match arg {
+            Int8MatmulArg::Dequantized => trainer::quantize::Int8Matmul::Dequantized,
+            Int8MatmulArg::LlmInt8 => trainer::quantize::Int8Matmul::LlmInt8,
+        }
+    }
+}
+
 /// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.
 pub fn peak_rss_bytes() -> anyhow::Result<u64> {
     use anyhow::Context as _;

@@ -9,6 +9,8 @@
 
 mod four_bit_rows;
 mod gemv;
+mod int8_gemm;
+mod int8_quant;
 mod int8_rows;
 pub mod isa;
 mod tiled;
@@ -17,6 +19,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::four_bit::FourBitTensor;
+use crate::int8::{Int8Activation, Int8Weight};
+use crate::int8_matmul::{check_inner, forward_with, Int8LinearConfig};
 use crate::quant_linear::{Direction, QuantWeight};
 use four_bit_rows::FourBitRows;
 use int8_rows::Int8Rows;
@@ -106,6 +110,72 @@ pub fn product(
         (None, Direction::Forward) => tiled::forward(&view, isa, input, rows, config.panel_bytes),
         (None, Direction::Backward) => tiled::backward(&view, isa, input, rows, config.panel_bytes),
     })
+}
+
+/// LLM.int8's forward as bitsandbytes computes it (activations quantized row-wise with outlier
+/// columns, int32 products, dequantized, outliers added in f32): equal bit for bit to
+/// [`crate::int8_linear_forward`], with the int32 product on AVX-512 VNNI when `isa` is
+/// [`Isa::Avx512`] and the CPU has VNNI, and a blocked multithreaded loop otherwise.
+pub fn int8_vectorwise_forward(
+    x: &[f32],
+    rows: usize,
+    weight: &Int8Weight,
+    bias: Option<&[f32]>,
+    config: &Int8LinearConfig,
+    isa: Isa,
+) -> Result<Vec<f32>> {
+    let checked = isa.checked();
+    #[cfg(target_arch = "x86_64")]
+    if checked.isa() == Isa::Avx512 && int8_gemm::vnni_fits(weight.in_features()) {
+        if let Some(bias) = bias {
+            check_inner(bias.len(), weight.out_features(), "int8 matmul bias")?;
+        }
+        // SAFETY: `vnni_fits` checked AVX-512F (with BW and VNNI).
+        let activation = unsafe {
+            int8_quant::quantize_offset_avx512(x, rows, weight.in_features(), config.threshold, config.input)?
+        };
+        let matmul = if rows < int8_gemm::FEW_ROWS && !weight.has_min_code() {
+            int8_gemm::matmul_dequantized_few_rows
+        } else {
+            int8_gemm::matmul_dequantized_vnni
+        };
+        let mut out = matmul(&activation.codes, rows, activation.stride, &activation.sca, weight, bias);
+        int8_gemm::add_outlier_term_avx512(x, weight, &activation.outlier_cols, &mut out);
+        return Ok(out);
+    }
+    forward_with(
+        x,
+        rows,
+        weight,
+        bias,
+        |x, rows, cols| int8_quant::quantize(x, rows, cols, config.threshold, config.input, checked),
+        |activation, weight| int8_product(activation, weight, isa),
+    )
+}
+
+/// `CA · CBᵀ` in int32 on the fast path, equal to [`crate::int8_matmul::int8_matmul_i32`].
+pub fn int8_product(activation: &Int8Activation, weight: &Int8Weight, isa: Isa) -> Result<Vec<i32>> {
+    if activation.cols() != weight.in_features() {
+        return Err(Error::DimensionMismatch {
+            what: "int8 matmul",
+            left: format!("{} columns", activation.cols()),
+            right: format!("{} features", weight.in_features()),
+        });
+    }
+    let use_vnni = isa.checked().isa() == Isa::Avx512;
+    Ok(int8_gemm::matmul_i32(
+        activation.ca(),
+        activation.rows(),
+        weight.cb(),
+        weight.out_features(),
+        weight.in_features(),
+        use_vnni,
+    ))
+}
+
+/// Whether [`int8_product`] runs the VNNI kernel on this CPU (given [`Isa::Avx512`]).
+pub fn int8_vnni_available() -> bool {
+    int8_gemm::vnni_available()
 }
 
 /// Decodes rows `rows` and columns `cols` of the dequantized weight into a row-major panel
