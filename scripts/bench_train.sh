@@ -13,14 +13,17 @@ python=${PEER_PYTHON:-$(cd "$root/.." && pwd)/.peer-venv/bin/python}
 hf=${HF_MODEL_DIR:-/tmp/smollm2-hf}
 steps=${STEPS:-6}
 bits_list=${BITS:-"32 8 4"}
+# At 8 bits: `dequantized` (f32 activations, the default) or `llm-int8` (int8 activations, as PEFT's).
+int8_matmul=${INT8_MATMUL:-dequantized}
 cargo build --release --quiet -p agent --bin finagent
 bin=$root/target/release/finagent
 [ -f "$hf/config.json" ] || "$python" "$shared/bench/gguf_to_hf.py" "$model" "$hf" >/dev/null 2>&1
 
 for bits in $bits_list; do
-    ours=$("$bin" bench train --model "$model" --bits "$bits" --batch 8 --seq 128 --rank 8 --steps "$steps")
-    ours_kept=$("$bin" bench train --model "$model" --bits "$bits" --batch 8 --seq 128 --rank 8 --steps "$steps" \
-        --gradient-checkpointing false)
+    ours=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 --seq 128 \
+        --rank 8 --steps "$steps")
+    ours_kept=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 --seq 128 \
+        --rank 8 --steps "$steps" --gradient-checkpointing false)
     peer=$("$python" "$shared/bench/peft_train_bench.py" --model "$hf" --bits "$bits" --batch 8 --seq 128 \
         --rank 8 --steps "$steps" 2>/dev/null | tail -1)
     echo "$ours"

@@ -11,7 +11,7 @@ use trainer::dist::single::SingleProcess;
 use trainer::dist::threads::ThreadGroup;
 use trainer::dist::Collective;
 use trainer::lora::{attach, LoraConfig, LoraInit, ALL_LINEAR};
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_base, quantize_base_with, BaseBits, Int8Matmul};
 use trainer::train::data::TokenizedExample;
 use trainer::train::run::{shared_prefix_len, token_loss, MIN_SHARED_PREFIX};
 use trainer::train::{train, TrainConfig, TrainJob, TrainSummary};
@@ -41,7 +41,7 @@ fn run(
     stop_after: Option<usize>,
 ) -> (TrainSummary, Vec<Vec<f32>>) {
     let mut model = tiny_model(1);
-    quantize_base(&mut model, bits).unwrap();
+    quantize_base_with(&mut model, bits, config.int8_matmul).unwrap();
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed }).unwrap();
     let validation = &data[..8];
     let job = TrainJob {
@@ -145,6 +145,23 @@ fn training_learns_the_toy_task() {
     assert!(summary.final_loss < 0.6 * first, "loss went from {first} to {}", summary.final_loss);
     assert!(dir.path().join("adapter/adapter_model.safetensors").exists());
     assert!(dir.path().join("loss.svg").exists());
+}
+
+/// Through an 8-bit base computing as LLM.int8 (int8 activations forward, dequantized backward)
+/// the adapter learns the toy task as well.
+#[test]
+fn training_learns_through_an_llm_int8_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = toy_examples(64, 1);
+    let mut config = config(60);
+    config.lora.targets = ALL_LINEAR.iter().map(|name| name.to_string()).collect();
+    config.optim.lr = 1e-2;
+    config.int8_matmul = Int8Matmul::LlmInt8;
+    let (summary, _) =
+        run(&config, BaseBits::Int8, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    let metrics = trainer::train::metrics::MetricsLog::new(dir.path()).read().unwrap();
+    let first = metrics.first().unwrap().loss;
+    assert!(summary.final_loss < 0.6 * first, "loss went from {first} to {}", summary.final_loss);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use agent::model_fetch::ensure_default_model;
 use datasets::SplitMix64;
 use trainer::dist::single::SingleProcess;
 use trainer::lora::{attach, LoraConfig, LoraInit};
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_base_with, BaseBits};
 use trainer::train::data::TokenizedExample;
 use trainer::train::{train, TrainConfig, TrainJob};
 
@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// Base precision: 32 (f32), 8 (int8) or 4 (NF4).
     #[arg(long, default_value_t = 32)]
     bits: u32,
+    /// How an 8-bit base multiplies in the forward pass: `dequantized` or `llm-int8`.
+    #[arg(long, value_enum, default_value = "dequantized")]
+    int8_matmul: super::Int8MatmulArg,
     #[arg(long, default_value_t = 8)]
     batch: usize,
     #[arg(long, default_value_t = 128)]
@@ -58,7 +61,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
     };
     let (mut model, _) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base(&mut model, bits)?;
+    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
     let defaults = TrainConfig::default();
     let config = TrainConfig {
         bits: args.bits,
@@ -68,6 +71,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         eval_every: 0,
         checkpoint_every: 0,
         gradient_checkpointing: args.gradient_checkpointing,
+        int8_matmul: args.int8_matmul.into(),
         lora: LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() },
         optim: trainer::train::config::OptimConfig {
             lr: 1e-4,
@@ -113,6 +117,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
     let report = serde_json::json!({
         "peer": "finagent",
         "bits": args.bits,
+        "int8_matmul": (bits == BaseBits::Int8).then(|| trainer::quantize::Int8Matmul::from(args.int8_matmul).name()),
         "batch": args.batch,
         "seq": args.seq,
         "rank": args.rank,

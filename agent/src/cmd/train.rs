@@ -11,7 +11,7 @@ use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
 use trainer::dist::Collective;
 use trainer::lora::{attach, LoraInit};
-use trainer::quantize::quantize_base;
+use trainer::quantize::quantize_base_with;
 use trainer::train::data::tokenize;
 use trainer::train::metrics::{write_atomically, StepMetrics};
 use trainer::train::prepare::prepare_data;
@@ -79,7 +79,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     };
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base(&mut model, config.base_bits()?)?;
+    quantize_base_with(&mut model, config.base_bits()?, config.int8_matmul)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed })?;
 
     let data = prepare_data(&config)?;

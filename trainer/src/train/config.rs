@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 use crate::optim::ZeroOneAdamConfig;
-use crate::quantize::BaseBits;
+use crate::quantize::{BaseBits, Int8Matmul};
 
 /// Everything that determines a training run. Unknown keys are errors (a typo must not silently
 /// fall back to a default).
@@ -41,6 +41,11 @@ pub struct TrainConfig {
     /// `run::MIN_SHARED_PREFIX` tokens, such as FiNER's list of tags) once instead of once per
     /// row. Same gradients up to float summation order; `false` reproduces runs made before it.
     pub share_prompt_prefix: bool,
+    /// How an 8-bit base computes its forward pass: `dequantized` (f32 activations, the default)
+    /// or `llm-int8` (bitsandbytes' int8 activations, as PEFT's 8-bit training runs). Written to
+    /// a run's configuration only when not the default, so older runs resume unchanged.
+    #[serde(skip_serializing_if = "is_default_int8_matmul")]
+    pub int8_matmul: Int8Matmul,
     pub lora: LoraConfig,
     pub data: DataConfig,
     pub optim: OptimConfig,
@@ -60,11 +65,16 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             gradient_checkpointing: true,
             share_prompt_prefix: true,
+            int8_matmul: Int8Matmul::Dequantized,
             lora: LoraConfig::default(),
             data: DataConfig::default(),
             optim: OptimConfig::default(),
         }
     }
+}
+
+fn is_default_int8_matmul(mode: &Int8Matmul) -> bool {
+    *mode == Int8Matmul::default()
 }
 
 /// Which examples to train on.
@@ -304,5 +314,20 @@ mod tests {
         let path = dir.path().join("train.toml");
         std::fs::write(&path, config.to_toml().unwrap()).unwrap();
         assert_eq!(TrainConfig::load(Some(&path), &[]).unwrap(), config);
+    }
+
+    #[test]
+    fn the_int8_forward_is_written_only_when_not_the_default() {
+        let default = TrainConfig::default();
+        assert!(
+            !default.to_toml().unwrap().contains("int8_matmul"),
+            "older runs' saved configurations stay equal"
+        );
+        let config = TrainConfig::load(None, &["int8_matmul=\"llm-int8\"".into()]).unwrap();
+        assert_eq!(config.int8_matmul, Int8Matmul::LlmInt8);
+        let text = config.to_toml().unwrap();
+        assert!(text.contains("int8_matmul = \"llm-int8\""), "{text}");
+        let bad = TrainConfig::load(None, &["int8_matmul=\"int4\"".into()]).unwrap_err().to_string();
+        assert!(bad.contains("int4"), "{bad}");
     }
 }
