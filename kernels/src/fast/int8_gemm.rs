@@ -1,13 +1,18 @@
-//! LLM.int8's integer product `CA · CBᵀ` (int8 activations times int8 weights, int32 sums) for
-//! many rows: AVX-512 VNNI where the CPU has it, a blocked portable loop elsewhere. Integer sums
-//! are exact, so every path equals [`crate::int8_matmul::int8_matmul_i32`] bit for bit.
+//! LLM.int8's integer product `CA · CBᵀ` (int8 activations times int8 weights, int32 sums): AVX-512
+//! VNNI where the CPU has it, a blocked portable loop elsewhere. Integer sums are exact, so every
+//! path equals [`crate::int8_matmul::int8_matmul_i32`] bit for bit.
 //!
-//! `vpdpbusd` multiplies unsigned by signed bytes, four adjacent pairs into each int32 lane. The
-//! activations are therefore offset by 128 into `u8` (`a + 128`), and `128 · Σ_k CB[o, k]` is
-//! subtracted from each output column afterwards. The weight is packed per call into panels of
-//! 64 columns: for every 4 inputs, 64 columns × 4 bytes (one column's 4 bytes per int32 lane), so
-//! one step of the micro-kernel loads four vectors of 16 columns and broadcasts 4 activation
-//! bytes per row. A micro-kernel keeps 6 rows × 64 columns of int32 sums in 24 registers.
+//! `vpdpbusd` multiplies unsigned by signed bytes, four adjacent pairs into each int32 lane.
+//! - Many rows ([`matmul_i32`], [`matmul_dequantized_vnni`]): the activations are offset by 128
+//!   into `u8` (`a + 128`), and `128 · Σ_k CB[o, k]` is subtracted from each output column
+//!   afterwards. The weight is packed per call into panels of 64 columns: for every 4 inputs, 64
+//!   columns × 4 bytes (one column's 4 bytes per int32 lane), so one step of the micro-kernel
+//!   loads four vectors of 16 columns and broadcasts 4 activation bytes per row; a micro-kernel
+//!   keeps 6 rows × 64 columns of int32 sums in 24 registers, and the dequantization
+//!   `f32(acc) * (sca * scb) * 6.200124e-05 (+ bias)` can be fused into its store.
+//! - Fewer than [`FEW_ROWS`] rows ([`matmul_dequantized_few_rows`], decoding): no packing; the
+//!   weight is read row by row with the activation's signs folded into it.
+//! - [`add_outlier_term_avx512`]: the f32 outlier columns, 16 outputs per vector.
 
 use rayon::prelude::*;
 
