@@ -284,17 +284,29 @@ impl PackedWeight {
         let panel_bytes = k_groups * 4 * PANEL_COLS;
         let mut data = vec![0i8; panels * panel_bytes];
         let mut correction = vec![0i32; panels * PANEL_COLS];
+        let full_groups = in_features / 4;
         data.par_chunks_mut(panel_bytes).zip(correction.par_chunks_mut(PANEL_COLS)).enumerate().for_each(
             |(panel, (panel_data, panel_correction))| {
-                for (j, correction) in panel_correction.iter_mut().enumerate() {
-                    let col = panel * PANEL_COLS + j;
-                    if col >= out_features {
-                        break;
-                    }
-                    let row = &cb[col * in_features..(col + 1) * in_features];
+                let first_col = panel * PANEL_COLS;
+                let cols = (out_features - first_col).min(PANEL_COLS);
+                let rows: Vec<&[i8]> = (first_col..first_col + cols)
+                    .map(|col| &cb[col * in_features..(col + 1) * in_features])
+                    .collect();
+                for (correction, row) in panel_correction.iter_mut().zip(&rows) {
                     *correction = 128 * row.iter().map(|&w| i32::from(w)).sum::<i32>();
-                    for (k, &w) in row.iter().enumerate() {
-                        panel_data[(k / 4) * 4 * PANEL_COLS + j * 4 + k % 4] = w;
+                }
+                // Group by group, so the packed panel is written in order: 4 bytes of each column.
+                for (group, out) in panel_data.chunks_exact_mut(4 * PANEL_COLS).enumerate() {
+                    let k = group * 4;
+                    if group < full_groups {
+                        for (dst, row) in out.chunks_exact_mut(4).zip(&rows) {
+                            dst.copy_from_slice(&row[k..k + 4]);
+                        }
+                    } else {
+                        // The last, partial group: the missing inputs stay 0.
+                        for (dst, row) in out.chunks_exact_mut(4).zip(&rows) {
+                            dst[..in_features - k].copy_from_slice(&row[k..]);
+                        }
                     }
                 }
             },
