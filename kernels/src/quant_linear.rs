@@ -221,6 +221,10 @@ impl CustomOp1 for ProductOp {
                 let (QuantWeight::Int8(weight), Some(config)) = (&*self.weight, &self.llm_int8) else {
                     candle_core::bail!("{}: LLM.int8 needs an int8 weight", self.name());
                 };
+                if rows == 0 {
+                    // No rows to quantize: an empty product, as the dequantized path gives.
+                    return Ok((CpuStorage::F32(Vec::new()), Shape::from(out_dims)));
+                }
                 CpuStorage::F32(
                     fast::int8_vectorwise_forward(
                         &input[start..end],

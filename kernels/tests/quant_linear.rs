@@ -259,6 +259,9 @@ fn llm_int8_forward_and_its_dequantized_backward() {
     let (a, b) = (grad_llm.get(input.as_tensor()).unwrap(), grad_plain.get(input.as_tensor()).unwrap());
     assert_eq!(max_abs_diff(a, b), 0.0, "the backward is the dequantized one in both modes");
 
+    let empty = Tensor::zeros((0, IN_FEATURES), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(llm.forward(&empty).unwrap().dims(), [0, OUT_FEATURES]);
+
     let (_, nf4) = weights.iter().find(|(name, _)| *name == "nf4").expect("nf4 weight");
     assert!(QuantLinear::new(nf4.clone(), None).unwrap().with_llm_int8(Some(config)).is_err());
 }
