@@ -107,13 +107,9 @@ pub struct QuantizedLinear {
 }
 
 impl QuantizedLinear {
-    /// Quantizes a dense `[out, in]` f32 weight.
-    pub fn quantize(weight: &Tensor, bits: BaseBits) -> Result<Self> {
-        Self::quantize_with(weight, bits, Int8Matmul::Dequantized)
-    }
-
-    /// [`QuantizedLinear::quantize`], an int8 weight computing its forward as `int8_matmul` says.
-    pub fn quantize_with(weight: &Tensor, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<Self> {
+    /// Quantizes a dense `[out, in]` f32 weight; an int8 one computes its forward as
+    /// `int8_matmul` says.
+    pub fn quantize(weight: &Tensor, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<Self> {
         let (out_features, in_features) = weight.dims2()?;
         let values: Vec<f32> = weight.flatten_all()?.to_vec1()?;
         let quantized = match bits {
@@ -179,7 +175,7 @@ pub fn quantize_base_with(model: &mut Llama, bits: BaseBits, int8_matmul: Int8Ma
                 reason: format!("{module} is not a dense layer and cannot be quantized (quantize before attaching adapters)"),
             });
         };
-        let quantized = QuantizedLinear::quantize_with(weight, bits, int8_matmul)?;
+        let quantized = QuantizedLinear::quantize(weight, bits, int8_matmul)?;
         *slot = Box::new(quantized);
         count += 1;
     }

@@ -132,17 +132,25 @@ fn lora_gradients_match_finite_differences_through_a_quantized_base() {
     }
 }
 
-#[test]
-fn training_learns_the_toy_task() {
+/// Trains 60 steps of the toy task over a `bits` base computing as `int8_matmul` says and checks
+/// that the loss fell below 0.6 of its first value; returns the run directory.
+fn learn_toy_task(bits: BaseBits, int8_matmul: Int8Matmul) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let data = toy_examples(64, 1);
     let mut config = config(60);
     config.lora.targets = ALL_LINEAR.iter().map(|name| name.to_string()).collect();
     config.optim.lr = 1e-2;
-    let (summary, _) = run(&config, BaseBits::F32, &data, dir.path(), false, &mut SingleProcess::new(), None);
+    config.int8_matmul = int8_matmul;
+    let (summary, _) = run(&config, bits, &data, dir.path(), false, &mut SingleProcess::new(), None);
     let metrics = trainer::train::metrics::MetricsLog::new(dir.path()).read().unwrap();
     let first = metrics.first().unwrap().loss;
     assert!(summary.final_loss < 0.6 * first, "loss went from {first} to {}", summary.final_loss);
+    dir
+}
+
+#[test]
+fn training_learns_the_toy_task() {
+    let dir = learn_toy_task(BaseBits::F32, Int8Matmul::Dequantized);
     assert!(dir.path().join("adapter/adapter_model.safetensors").exists());
     assert!(dir.path().join("loss.svg").exists());
 }
@@ -151,17 +159,7 @@ fn training_learns_the_toy_task() {
 /// the adapter learns the toy task as well.
 #[test]
 fn training_learns_through_an_llm_int8_base() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = toy_examples(64, 1);
-    let mut config = config(60);
-    config.lora.targets = ALL_LINEAR.iter().map(|name| name.to_string()).collect();
-    config.optim.lr = 1e-2;
-    config.int8_matmul = Int8Matmul::LlmInt8;
-    let (summary, _) =
-        run(&config, BaseBits::Int8, &data, dir.path(), false, &mut SingleProcess::new(), None);
-    let metrics = trainer::train::metrics::MetricsLog::new(dir.path()).read().unwrap();
-    let first = metrics.first().unwrap().loss;
-    assert!(summary.final_loss < 0.6 * first, "loss went from {first} to {}", summary.final_loss);
+    learn_toy_task(BaseBits::Int8, Int8Matmul::LlmInt8);
 }
 
 #[test]

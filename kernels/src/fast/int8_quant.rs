@@ -64,7 +64,9 @@ pub(crate) unsafe fn quantize_offset_avx512(
     Ok(OffsetActivation { codes, stride, sca, outlier_cols })
 }
 
-/// Rounds a chunk of rows to f16 if asked and zeroes its outliers; returns its outlier columns.
+/// Rounds a chunk of rows to f16 if asked and zeroes its outliers (the outliers themselves, before
+/// the row statistics; the rest of their columns still count there and are zeroed in the codes
+/// only); returns which columns held one.
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
@@ -105,16 +107,24 @@ unsafe fn codes_avx512(
     codes: &mut [u8],
     sca: &mut [f32],
 ) {
-    let mut row_codes = vec![0i8; cols];
+    let mut signed = vec![0i8; cols];
     for ((row, out), stat) in values.chunks(cols).zip(codes.chunks_mut(stride)).zip(sca.iter_mut()) {
-        *stat = quantize_row(row, &mut row_codes);
-        for &col in outlier_cols {
-            row_codes[col] = 0;
-        }
-        for (out, &code) in out.iter_mut().zip(&row_codes) {
+        *stat = row_codes(row, outlier_cols, &mut signed);
+        for (out, &code) in out.iter_mut().zip(&signed) {
             *out = (code as u8) ^ 0x80;
         }
     }
+}
+
+/// One prepared row's codes, its outlier columns zeroed (as the reference zeroes whole outlier
+/// columns of CA); returns the row's absmax.
+#[inline(always)]
+fn row_codes(row: &[f32], outlier_cols: &[usize], codes: &mut [i8]) -> f32 {
+    let absmax = quantize_row(row, codes);
+    for &col in outlier_cols {
+        codes[col] = 0;
+    }
+    absmax
 }
 
 /// [`Int8Activation::quantize`], faster where the CPU has AVX-512.
@@ -150,33 +160,12 @@ unsafe fn quantize_avx512(
     input: QuantInput,
 ) -> (Vec<i8>, Vec<f32>, Vec<usize>) {
     let mut values = x.to_vec();
-    if input == QuantInput::RoundToF16 {
-        round_to_f16_avx512(&mut values);
-    }
-    let mut outlier_cols = Vec::new();
-    if threshold > 0.0 {
-        let threshold = input.apply(threshold);
-        let mut is_outlier_col = vec![false; cols];
-        // The outliers themselves are zeroed before the row statistics; the rest of their
-        // columns still count there and are zeroed in the codes only.
-        for row in values.chunks_mut(cols) {
-            for (is_outlier_col, value) in is_outlier_col.iter_mut().zip(row) {
-                let is_outlier = value.abs() >= threshold;
-                *is_outlier_col |= is_outlier;
-                if is_outlier {
-                    *value = 0.0;
-                }
-            }
-        }
-        outlier_cols = (0..cols).filter(|&col| is_outlier_col[col]).collect();
-    }
+    let is_outlier_col = prepare_avx512(&mut values, cols, threshold, input);
+    let outlier_cols: Vec<usize> = (0..cols).filter(|&col| is_outlier_col[col]).collect();
     let mut ca = vec![0i8; values.len()];
     let mut sca = Vec::with_capacity(rows);
     for (row, codes) in values.chunks(cols).zip(ca.chunks_mut(cols)) {
-        sca.push(quantize_row(row, codes));
-        for &col in &outlier_cols {
-            codes[col] = 0;
-        }
+        sca.push(row_codes(row, &outlier_cols, codes));
     }
     (ca, sca, outlier_cols)
 }

@@ -155,13 +155,7 @@ pub fn int8_vectorwise_forward(
 
 /// `CA · CBᵀ` in int32 on the fast path, equal to [`crate::int8_matmul::int8_matmul_i32`].
 pub fn int8_product(activation: &Int8Activation, weight: &Int8Weight, isa: Isa) -> Result<Vec<i32>> {
-    if activation.cols() != weight.in_features() {
-        return Err(Error::DimensionMismatch {
-            what: "int8 matmul",
-            left: format!("{} columns", activation.cols()),
-            right: format!("{} features", weight.in_features()),
-        });
-    }
+    check_inner(activation.cols(), weight.in_features(), "int8 matmul")?;
     let use_vnni = isa.checked().isa() == Isa::Avx512;
     Ok(int8_gemm::matmul_i32(
         activation.ca(),
@@ -171,11 +165,6 @@ pub fn int8_product(activation: &Int8Activation, weight: &Int8Weight, isa: Isa) 
         weight.in_features(),
         use_vnni,
     ))
-}
-
-/// Whether [`int8_product`] runs the VNNI kernel on this CPU (given [`Isa::Avx512`]).
-pub fn int8_vnni_available() -> bool {
-    int8_gemm::vnni_available()
 }
 
 /// Decodes rows `rows` and columns `cols` of the dequantized weight into a row-major panel
