@@ -10,3 +10,7 @@ if [ ! -s "$FINAGENT_MODEL" ]; then
     cargo run --quiet -p agent --bin finagent -- fetch-model --to "$FINAGENT_MODEL"
 fi
 cargo test --workspace "$@"
+# The CUDA backend's conformance tests: they skip with a printed reason where there is no GPU
+# (scripts/gpu_check.sh runs them on one and fails on a skip). `--workspace` keeps the
+# dependencies' features as above, so nothing but `kernels` is rebuilt.
+cargo test --workspace --features kernels/cuda --test cuda_conformance

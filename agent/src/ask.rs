@@ -11,7 +11,7 @@ use serde::Serialize;
 use taxonomy::{Asked, DerivedMetric, Metric};
 use trainer::generate::{generate_greedy_reusing, GreedyConfig, PromptCache};
 use trainer::model::Llama;
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_for_inference, BaseBits, Int8Matmul};
 use trainer::tokenizer::Tokenizer;
 use xbrl::{FactHit, FactIndex, Period};
 
@@ -69,7 +69,7 @@ impl LanguageModel {
     pub fn load_with(path: &Path, bits: BaseBits, adapter: &AdapterChoice) -> Result<Self> {
         let (mut model, tokenizer) =
             trainer::loader::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
-        quantize_base(&mut model, bits)?;
+        quantize_for_inference(&mut model, bits, Int8Matmul::Dequantized)?;
         match adapter {
             AdapterChoice::Bundled => adapter::attach_bundled(&mut model)
                 .with_context(|| format!("cannot attach the bundled adapter to {}", path.display()))?,

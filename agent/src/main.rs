@@ -54,8 +54,19 @@ fn main() -> ExitCode {
     keep_freed_memory();
     fix_thread_count();
     let cli = Cli::parse();
+    let result = rayon::scope(|_| dispatch(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let home = cli.home.as_deref();
-    let result = match cli.command {
+    match cli.command {
         Command::Index(args) => cmd::index::run(home, args),
         Command::Ask(args) => cmd::ask::run(home, args),
         Command::Fetch(args) => cmd::fetch::run(home, args),
@@ -69,13 +80,6 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd::quantize::run(home, args),
         Command::Tag(args) => cmd::tag::run(home, args),
         Command::Serve(args) => cmd::serve::run(home, args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {}", error_chain(&err));
-            ExitCode::FAILURE
-        }
     }
 }
 

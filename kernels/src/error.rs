@@ -30,6 +30,14 @@ pub enum Error {
     /// An index outside the valid range of a table or dimension.
     #[error("{what} index {index} is out of range (limit {limit})")]
     IndexOutOfRange { what: &'static str, index: usize, limit: usize },
+
+    /// The CUDA backend cannot run here: no driver or NVRTC library, no such device (feature `cuda`).
+    #[error("cuda device {ordinal} is unavailable: {reason}")]
+    CudaUnavailable { ordinal: usize, reason: String },
+
+    /// A CUDA step failed on a present device: compiling, loading, allocating, launching or copying.
+    #[error("cuda device {ordinal}: {operation} failed: {message}")]
+    Cuda { ordinal: usize, operation: &'static str, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

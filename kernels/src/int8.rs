@@ -196,7 +196,7 @@ impl Int8Activation {
 /// `int8_vectorwise_dequant`'s factor, the f32 nearest to bitsandbytes' decimal for 1/127.
 pub(crate) const INT8_DEQUANT_SCALE: f32 = 7.874015718698502e-3_f64 as f32;
 /// `1.0 / 127.0` as torch turns the Python float into f32.
-const INV_127: f32 = (1.0_f64 / 127.0) as f32;
+pub(crate) const INV_127: f32 = (1.0_f64 / 127.0) as f32;
 
 /// [`quantize_rows`] with the widest rounding instructions this CPU has.
 fn quantize_rows_fastest(

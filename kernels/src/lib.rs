@@ -5,6 +5,9 @@
 //! versions are to be tested against them. `gguf_dequant` reads the GGUF types a model ships so
 //! it can be re-quantized, and `quant_linear` puts a quantized weight into candle's autograd.
 
+/// CUDA versions of dequantization and the quantized matmul, tested against the scalar reference.
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod double_quant;
 pub mod dynamic_map;
 mod error;
@@ -15,6 +18,7 @@ pub mod gguf_dequant;
 pub mod int8;
 pub mod int8_matmul;
 pub mod nf4;
+pub mod q8_0;
 pub mod quant_linear;
 pub mod torch_sum;
 
@@ -25,4 +29,5 @@ pub use four_bit::{BlockScales, FourBitConfig, FourBitFormat, FourBitTensor};
 pub use gguf_dequant::GgufType;
 pub use int8::{Int8Activation, Int8Weight, QuantInput};
 pub use int8_matmul::{int8_linear_backward_input, int8_linear_forward, Int8LinearConfig};
+pub use q8_0::Q8_0Weight;
 pub use quant_linear::{product_reference, Direction, QuantLinear, QuantWeight};

@@ -18,6 +18,7 @@ use crate::fast::{self, Isa, ProductConfig};
 use crate::four_bit::FourBitTensor;
 use crate::int8::Int8Weight;
 use crate::int8_matmul::Int8LinearConfig;
+use crate::q8_0::Q8_0Weight;
 
 /// A frozen weight `[out_features, in_features]` in one of the crate's quantized formats.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,8 @@ pub enum QuantWeight {
     FourBit(FourBitTensor),
     /// LLM.int8 row-wise codes; dequantized as `int8_vectorwise_dequant` does.
     Int8(Int8Weight),
+    /// GGUF Q8_0 blocks, found again in a matrix a model file stored so ([`Q8_0Weight`]).
+    Q8_0(Q8_0Weight),
 }
 
 impl QuantWeight {
@@ -53,6 +56,7 @@ impl QuantWeight {
                 shape => Err(shape),
             },
             QuantWeight::Int8(weight) => Ok((weight.out_features(), weight.in_features())),
+            QuantWeight::Q8_0(weight) => Ok((weight.out_features(), weight.in_features())),
         }
     }
 
@@ -61,6 +65,7 @@ impl QuantWeight {
         match self {
             QuantWeight::FourBit(tensor) => tensor.dequantize(),
             QuantWeight::Int8(weight) => weight.dequantize(),
+            QuantWeight::Q8_0(weight) => weight.dequantize(),
         }
     }
 }

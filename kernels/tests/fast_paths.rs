@@ -6,28 +6,21 @@
 //! (f32 rounding of a k-term dot product is at most about `k * 6e-8` of that sum and, with random
 //! signs, far less). A wrong index, a dropped tail or a misplaced nibble is off by a whole term.
 
+mod common;
+
 use candle_core::{Device, Module, Tensor, Var};
+use common::{assert_close, magnitudes, pseudo_random};
 use kernels::fast::{decode_panel, product, ProductConfig, ProductPath};
 use kernels::{
-    product_reference, Direction, FourBitConfig, FourBitFormat, FourBitTensor, Int8Weight, Isa, QuantInput,
-    QuantLinear, QuantWeight,
+    product_reference, Direction, FourBitConfig, FourBitFormat, FourBitTensor, Int8Weight, Isa, Q8_0Weight,
+    QuantInput, QuantLinear, QuantWeight,
 };
 
 const ROW_COUNTS: [usize; 6] = [1, 3, 5, 15, 17, 256];
 
-/// Deterministic values in [-amplitude, amplitude).
-fn pseudo_random(n_values: usize, seed: u64, amplitude: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-    (0..n_values)
-        .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amplitude
-        })
-        .collect()
-}
-
 /// Named weights `[out, in]`: 4-bit rows aligned to blocks (fused kernels) and not (element-wise
-/// decoding, rows starting mid-byte), FP4 with blocks of 32, int8 with widths that leave SIMD tails.
+/// decoding, rows starting mid-byte), FP4 with blocks of 32, int8 with widths that leave SIMD tails,
+/// Q8_0 with one block, an odd number of blocks per row, and rows wider than a panel.
 fn weights() -> Vec<(String, QuantWeight)> {
     let nf4 = FourBitConfig::default();
     let nf4_plain_128 = FourBitConfig { blocksize: 128, double_quant: false, ..nf4 };
@@ -59,6 +52,18 @@ fn weights() -> Vec<(String, QuantWeight)> {
         let weight = Int8Weight::quantize(&dense, out_features, in_features, QuantInput::AsIs).expect("int8");
         named.push((format!("int8 {out_features}x{in_features}"), QuantWeight::Int8(weight)));
     }
+    for (seed, (out_features, in_features)) in [(192, 576), (7, 32), (20, 4160)].into_iter().enumerate() {
+        let codes: Vec<i8> = pseudo_random(out_features * in_features, seed as u64 + 50, 127.9)
+            .into_iter()
+            .map(|value| value as i8)
+            .collect();
+        let scales: Vec<f32> = pseudo_random(codes.len() / 32, seed as u64 + 60, 1.0)
+            .into_iter()
+            .map(|value| kernels::int8::round_to_f16(1e-3 + value.abs() * 2e-3))
+            .collect();
+        let weight = Q8_0Weight::from_parts(codes, scales, out_features, in_features).expect("q8_0");
+        named.push((format!("q8_0 {out_features}x{in_features}"), QuantWeight::Q8_0(weight)));
+    }
     named
 }
 
@@ -72,43 +77,6 @@ fn configs() -> Vec<ProductConfig> {
         configs.push(ProductConfig { path: ProductPath::Tiled, isa, panel_bytes: 4096 });
     }
     configs
-}
-
-/// Asserts `fast` equals the reference within the magnitude-relative tolerance.
-fn assert_close(fast: &[f32], reference: &[f32], magnitudes: &[f32], what: &str) {
-    assert_eq!(fast.len(), reference.len(), "{what}: length");
-    for (idx, ((&fast, &reference), &magnitude)) in fast.iter().zip(reference).zip(magnitudes).enumerate() {
-        let tolerance = 1e-5 * magnitude;
-        assert!(
-            (fast - reference).abs() <= tolerance,
-            "{what}: element {idx}: {fast} vs reference {reference} (tolerance {tolerance})"
-        );
-    }
-}
-
-/// `sum_k |x_k| |w_k|` for every output element: the scale of its rounding error.
-fn magnitudes(weight: &QuantWeight, direction: Direction, input: &[f32], rows: usize) -> Vec<f32> {
-    let (out_features, in_features) = weight.matrix_dims().expect("dims");
-    let dense = weight.dequantize();
-    let (input_features, output_features) = match direction {
-        Direction::Forward => (in_features, out_features),
-        Direction::Backward => (out_features, in_features),
-    };
-    let mut sums = vec![0.0f32; rows * output_features];
-    for row in 0..rows {
-        for out_idx in 0..output_features {
-            sums[row * output_features + out_idx] = (0..input_features)
-                .map(|in_idx| {
-                    let w = match direction {
-                        Direction::Forward => dense[out_idx * in_features + in_idx],
-                        Direction::Backward => dense[in_idx * in_features + out_idx],
-                    };
-                    (input[row * input_features + in_idx] * w).abs()
-                })
-                .sum();
-        }
-    }
-    sums
 }
 
 fn check_direction(name: &str, weight: &QuantWeight, direction: Direction, rows: usize) {

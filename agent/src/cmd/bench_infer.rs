@@ -13,7 +13,7 @@ use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
 use datasets::SplitMix64;
 use trainer::model::{Llama, LogitsPositions};
-use trainer::quantize::{quantize_base_with, BaseBits, Int8Matmul};
+use trainer::quantize::{quantize_for_inference, BaseBits, Int8Matmul};
 
 /// Prompt ids are drawn from `[FIRST_ID, LAST_ID]`, as the peer scripts draw them.
 const FIRST_ID: usize = 100;
@@ -57,7 +57,7 @@ pub fn run(home: Option<&Path>, args: InferArgs) -> Result<()> {
     let load_start = Instant::now();
     let (mut model, _) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
+    let lm_head = quantize_for_inference(&mut model, bits, args.int8_matmul.into())?;
     let load_sec = load_start.elapsed().as_secs_f64();
 
     let max_positions = model.config().max_position_embeddings;
@@ -75,6 +75,7 @@ pub fn run(home: Option<&Path>, args: InferArgs) -> Result<()> {
         "peer": "finagent",
         "bits": args.bits,
         "int8_matmul": (bits == BaseBits::Int8).then(|| Int8Matmul::from(args.int8_matmul).name()),
+        "lm_head": lm_head.name(),
         "prompt_tokens": args.prompt_tokens,
         "new_tokens": args.new_tokens,
         "prefill_tokens_per_sec": round1(args.prompt_tokens as f64 / timing.prefill_sec),

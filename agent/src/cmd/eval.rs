@@ -15,7 +15,7 @@ use trainer::eval::{
     TaskMetrics,
 };
 use trainer::multi_lora::attach_adapters;
-use trainer::quantize::{quantize_base_with, BaseBits, Int8Matmul};
+use trainer::quantize::{quantize_for_inference, BaseBits, Int8Matmul};
 
 /// What a resumed run must share with the run it continues.
 const SETTINGS_FILE: &str = "settings.json";
@@ -215,7 +215,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let load_started = Instant::now();
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
+    quantize_for_inference(&mut model, bits, args.int8_matmul.into())?;
     let multi = if plan.dirs.is_empty() { None } else { Some(attach_adapters(&mut model, &plan.dirs)?) };
     if let Some(multi) = &multi {
         for (entry, loaded) in plan.entries.iter_mut().zip(&multi.adapters) {

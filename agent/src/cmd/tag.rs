@@ -18,7 +18,7 @@ use agent::tag::setup::{default_tag_set, full_taxonomy_tag_set, learn_from_file,
 use agent::tag::{read_finer_rows, Accuracy, Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
 use trainer::model::Llama;
-use trainer::quantize::{quantize_base, BaseBits};
+use trainer::quantize::{quantize_for_inference, BaseBits, Int8Matmul};
 use trainer::tokenizer::Tokenizer;
 
 #[derive(Debug, clap::Args)]
@@ -285,7 +285,7 @@ fn load_model(home: Option<&Path>, args: &Args) -> Result<(Llama, Tokenizer)> {
     let path = if paths.model.is_dir() { paths.model.clone() } else { ensure_default_model(&paths.model)? };
     let (mut model, tokenizer) =
         trainer::loader::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
-    quantize_base(&mut model, args.bits)?;
+    quantize_for_inference(&mut model, args.bits, Int8Matmul::Dequantized)?;
     if let Some(dir) = &args.adapter {
         trainer::peft::load_adapter(&mut model, dir)
             .with_context(|| format!("cannot load adapter {} onto {}", dir.display(), path.display()))?;

@@ -34,7 +34,16 @@ pub(super) fn forward(
     // Weight-row-major `[out, rows]`: each task writes a contiguous range.
     let mut transposed = vec![0.0f32; out_features * n_rows];
     transposed.par_chunks_mut(rows_per_task * n_rows).enumerate().for_each(|(task, task_out)| {
-        for (local_row, sums) in task_out.chunks_mut(n_rows).enumerate() {
+        let mut done = 0;
+        if n_rows == 1 {
+            // `transposed` is the output itself: four rows per pass where the kernel allows.
+            while done + 4 <= task_out.len() {
+                let Some(sums) = kernel.dot_rows4(isa, task * rows_per_task + done, x_row(0)) else { break };
+                task_out[done..done + 4].copy_from_slice(&sums);
+                done += 4;
+            }
+        }
+        for (local_row, sums) in task_out.chunks_mut(n_rows).enumerate().skip(done / n_rows) {
             let row = task * rows_per_task + local_row;
             let mut token = 0;
             while token + TOKEN_GROUP <= n_rows {

@@ -43,6 +43,22 @@ impl<'a> Int8Rows<'a> {
         sums.map(|sum| sum * (row_absmax * INT8_DEQUANT_SCALE))
     }
 
+    /// `sum_k deq(W)[first + r, k] * x[k]` for the four rows `first..first + 4` and one activation
+    /// row: with a single token the per-row kernel is bound by the latency of its two accumulator
+    /// chains, so decoding uses a kernel with four.
+    pub(crate) fn dot_rows4(&self, isa: CheckedIsa, first: usize, x: &[f32]) -> [f32; 4] {
+        #[cfg(target_arch = "x86_64")]
+        if isa.isa() == Isa::Avx512 {
+            let rows: [(&[i8], f32); 4] = std::array::from_fn(|r| self.row(first + r));
+            assert_eq!(x.len(), self.in_features, "int8 dot: activation length");
+            // SAFETY: `CheckedIsa` guarantees AVX-512F; the four rows and `x` hold `in_features`
+            // values each and the kernel reads no further.
+            let sums = unsafe { x86::dot_rows4_avx512(rows.map(|(codes, _)| codes), x) };
+            return std::array::from_fn(|r| sums[r] * (rows[r].1 * INT8_DEQUANT_SCALE));
+        }
+        std::array::from_fn(|r| self.dot_row(isa, first + r, [x])[0])
+    }
+
     /// `out_t[c] += coefs[t] * deq(W)[row, cols.start + c]`; `out` holds the rows `out_stride` apart.
     pub(crate) fn axpy_row(
         &self,
@@ -151,6 +167,40 @@ mod x86 {
         std::array::from_fn(|token| {
             let vector_sum = _mm512_reduce_add_ps(_mm512_add_ps(even[token], odd[token]));
             vector_sum + super::dot_row_scalar(&codes[tail..], [&x[token][tail..]])[0]
+        })
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_rows4_avx512(codes: [&[i8]; 4], x: &[f32]) -> [f32; 4] {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn weights(codes: &[i8], vector: usize) -> __m512 {
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                codes.as_ptr().add(vector * LANES).cast(),
+            )))
+        }
+        let n_vectors = x.len() / LANES;
+        let tail = n_vectors * LANES;
+        // Rows one after another, so the weights stream from one address range the prefetcher
+        // follows (four rows read side by side stall on memory), each with four accumulator
+        // chains so the FMA latency does not bound a single token's dot product.
+        codes.map(|codes| {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut vector = 0;
+            while vector + 4 <= n_vectors {
+                for (lane, acc) in acc.iter_mut().enumerate() {
+                    let x_vector = _mm512_loadu_ps(x.as_ptr().add((vector + lane) * LANES));
+                    *acc = _mm512_fmadd_ps(weights(codes, vector + lane), x_vector, *acc);
+                }
+                vector += 4;
+            }
+            while vector < n_vectors {
+                let x_vector = _mm512_loadu_ps(x.as_ptr().add(vector * LANES));
+                acc[0] = _mm512_fmadd_ps(weights(codes, vector), x_vector, acc[0]);
+                vector += 1;
+            }
+            let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+            _mm512_reduce_add_ps(sum) + super::dot_row_scalar(&codes[tail..], [&x[tail..]])[0]
         })
     }
 

@@ -13,6 +13,7 @@ mod int8_gemm;
 mod int8_quant;
 mod int8_rows;
 pub mod isa;
+mod q8_rows;
 mod tiled;
 
 use std::ops::Range;
@@ -26,6 +27,7 @@ use four_bit_rows::FourBitRows;
 use int8_rows::Int8Rows;
 use isa::CheckedIsa;
 pub use isa::Isa;
+use q8_rows::Q8Rows;
 
 /// Below this many activation rows the fused forward kernel beats panels + GEMM (measured with
 /// `finagent bench matmul --path fused|tiled` at SmolLM2's shapes: even at 8 rows, tiled at 16).
@@ -91,7 +93,7 @@ pub fn product(
     }
     let absmax = match weight {
         QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
-        QuantWeight::Int8(_) => Vec::new(),
+        QuantWeight::Int8(_) | QuantWeight::Q8_0(_) => Vec::new(),
     };
     let view = WeightView::new(weight, &absmax, (out_features, in_features));
     let isa = config.isa.checked();
@@ -187,7 +189,7 @@ pub fn decode_panel(
     }
     let absmax = match weight {
         QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
-        QuantWeight::Int8(_) => Vec::new(),
+        QuantWeight::Int8(_) | QuantWeight::Q8_0(_) => Vec::new(),
     };
     let view = WeightView::new(weight, &absmax, dims);
     let width = cols.len();
@@ -202,6 +204,7 @@ pub fn decode_panel(
 pub(crate) enum FusedRows<'a> {
     FourBit(FourBitRows<'a>),
     Int8(Int8Rows<'a>),
+    Q8(Q8Rows<'a>),
 }
 
 impl FusedRows<'_> {
@@ -209,6 +212,15 @@ impl FusedRows<'_> {
         match self {
             FusedRows::FourBit(rows) => rows.dot_row(isa, row, x),
             FusedRows::Int8(rows) => rows.dot_row(isa, row, x),
+            FusedRows::Q8(rows) => rows.dot_row(isa, row, x),
+        }
+    }
+
+    /// Four weight rows against one activation row, where the format has such a kernel.
+    fn dot_rows4(&self, isa: CheckedIsa, first: usize, x: &[f32]) -> Option<[f32; 4]> {
+        match self {
+            FusedRows::FourBit(_) | FusedRows::Q8(_) => None,
+            FusedRows::Int8(rows) => Some(rows.dot_rows4(isa, first, x)),
         }
     }
 
@@ -224,6 +236,7 @@ impl FusedRows<'_> {
         match self {
             FusedRows::FourBit(rows) => rows.axpy_row(isa, row, cols, coefs, out, out_stride),
             FusedRows::Int8(rows) => rows.axpy_row(isa, row, cols, coefs, out, out_stride),
+            FusedRows::Q8(rows) => rows.axpy_row(row, cols, coefs, out, out_stride),
         }
     }
 
@@ -267,6 +280,9 @@ impl<'a> WeightView<'a> {
             QuantWeight::Int8(weight) => {
                 Layout::Fused(FusedRows::Int8(Int8Rows::new(weight.cb(), weight.scb(), in_features)))
             }
+            QuantWeight::Q8_0(weight) => {
+                Layout::Fused(FusedRows::Q8(Q8Rows::new(weight.codes(), weight.scales(), in_features)))
+            }
         };
         WeightView { layout, out_features, in_features }
     }
@@ -294,6 +310,7 @@ impl<'a> WeightView<'a> {
         match &self.layout {
             Layout::Fused(FusedRows::FourBit(rows)) => rows.decode_row(isa, row, cols, out),
             Layout::Fused(FusedRows::Int8(rows)) => rows.decode_row(isa, row, cols, out),
+            Layout::Fused(FusedRows::Q8(rows)) => rows.decode_row(row, cols, out),
             Layout::FourBitAnyShape { tensor, absmax } => {
                 let code = tensor.format().code();
                 let (codes, blocksize) = (tensor.codes(), tensor.blocksize());
