@@ -32,6 +32,7 @@ fn weights() -> Vec<(String, QuantWeight)> {
         (33, 70, nf4),    // in not a multiple of 64: blocks straddle rows
         (17, 33, fp4_32), // odd in: rows start on a low nibble
         (20, 4160, nf4),  // wider than one panel
+        (3, 8256, nf4),   // 129 blocks a row: row scales decoded into a heap buffer
     ];
     let mut named = Vec::new();
     for (seed, (out_features, in_features, config)) in four_bit.into_iter().enumerate() {

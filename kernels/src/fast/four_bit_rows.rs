@@ -8,17 +8,78 @@
 //! ([`split_chunks`], [`join_chunks`]). Panels come out in natural order.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use super::isa::{CheckedIsa, Isa};
+use crate::double_quant::{DoubleQuantAbsmax, NESTED_BLOCKSIZE};
+use crate::dynamic_map::signed_dynamic_map;
+use crate::four_bit::BlockScales;
 
 /// Elements per chunk: 16 packed bytes.
 pub(crate) const CHUNK: usize = 32;
 
-/// Row-aligned packed 4-bit codes with their block absmax already decoded to f32.
+/// The block absmax of a 4-bit weight as stored. Double-quantized ones are decoded a row at a time
+/// where a kernel needs them, inside its thread: decoding all of them on every call (1/64 of the
+/// weight, one thread, a fresh buffer) cost NF4 decoding as much as its products.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scales<'a> {
+    Plain(&'a [f32]),
+    Double { codes: &'a [u8], nested_absmax: &'a [f32], offset: f32, map: &'a [f32; 256] },
+}
+
+impl<'a> Scales<'a> {
+    pub(crate) fn new(scales: &'a BlockScales) -> Self {
+        static MAP: OnceLock<[f32; 256]> = OnceLock::new();
+        match scales {
+            BlockScales::Plain(absmax) => Scales::Plain(absmax),
+            BlockScales::Double(double) => Scales::double(double, MAP.get_or_init(signed_dynamic_map)),
+        }
+    }
+
+    fn double(double: &'a DoubleQuantAbsmax, map: &'a [f32; 256]) -> Self {
+        Scales::Double {
+            codes: double.codes(),
+            nested_absmax: double.nested_absmax(),
+            offset: double.offset(),
+            map,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Scales::Plain(absmax) => absmax.len(),
+            Scales::Double { codes, .. } => codes.len(),
+        }
+    }
+
+    /// Calls `f` with the f32 absmax of `blocks`, computed as [`DoubleQuantAbsmax::decompress`]
+    /// does (`code[q] * nested_absmax + offset`, two roundings) when double-quantized.
+    fn with_blocks<R>(&self, blocks: Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
+        match *self {
+            Scales::Plain(absmax) => f(&absmax[blocks]),
+            Scales::Double { codes, nested_absmax, offset, map } => {
+                let mut stack = [0.0f32; 128];
+                let mut heap = Vec::new();
+                let out = if blocks.len() <= stack.len() {
+                    &mut stack[..blocks.len()]
+                } else {
+                    heap.resize(blocks.len(), 0.0);
+                    &mut heap[..]
+                };
+                for (out, block) in out.iter_mut().zip(blocks) {
+                    *out = map[usize::from(codes[block])] * nested_absmax[block / NESTED_BLOCKSIZE] + offset;
+                }
+                f(out)
+            }
+        }
+    }
+}
+
+/// Row-aligned packed 4-bit codes with their block scales.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FourBitRows<'a> {
     codes: &'a [u8],
-    absmax: &'a [f32],
+    scales: Scales<'a>,
     lut: &'a [f32; 16],
     blocksize: usize,
     in_features: usize,
@@ -28,24 +89,23 @@ impl<'a> FourBitRows<'a> {
     /// `None` when rows do not start on a block or the buffers do not hold `out_features` rows.
     pub(crate) fn new(
         codes: &'a [u8],
-        absmax: &'a [f32],
+        scales: Scales<'a>,
         lut: &'a [f32; 16],
         blocksize: usize,
         (out_features, in_features): (usize, usize),
     ) -> Option<Self> {
         let aligned = blocksize >= CHUNK && blocksize.is_multiple_of(CHUNK) && in_features % blocksize == 0;
         let fits = codes.len() >= out_features * in_features / 2
-            && absmax.len() >= out_features * in_features / blocksize.max(1);
-        (aligned && fits).then_some(FourBitRows { codes, absmax, lut, blocksize, in_features })
+            && scales.len() >= out_features * in_features / blocksize.max(1);
+        (aligned && fits).then_some(FourBitRows { codes, scales, lut, blocksize, in_features })
     }
 
-    fn row(&self, row: usize) -> (&'a [u8], &'a [f32]) {
+    /// Calls `f` with row `row`'s packed codes and its blocks' f32 absmax.
+    fn with_row<R>(&self, row: usize, f: impl FnOnce(&'a [u8], &[f32]) -> R) -> R {
         let bytes_per_row = self.in_features / 2;
         let blocks_per_row = self.in_features / self.blocksize;
-        (
-            &self.codes[row * bytes_per_row..(row + 1) * bytes_per_row],
-            &self.absmax[row * blocks_per_row..(row + 1) * blocks_per_row],
-        )
+        let codes = &self.codes[row * bytes_per_row..(row + 1) * bytes_per_row];
+        self.scales.with_blocks(row * blocks_per_row..(row + 1) * blocks_per_row, |absmax| f(codes, absmax))
     }
 
     fn check_cols(&self, cols: &Range<usize>) {
@@ -60,9 +120,8 @@ impl<'a> FourBitRows<'a> {
 
     /// `sum_k deq(W)[row, k] * x_t[k]` for each of `T` activation rows given in split order.
     pub(crate) fn dot_row<const T: usize>(&self, isa: CheckedIsa, row: usize, x: [&[f32]; T]) -> [f32; T] {
-        let (codes, absmax) = self.row(row);
         assert!(x.iter().all(|x| x.len() == self.in_features), "4-bit dot: activation length");
-        match isa.isa() {
+        self.with_row(row, |codes, absmax| match isa.isa() {
             // SAFETY: `CheckedIsa` guarantees the CPU has AVX-512F; `row` gave `in_features / 2`
             // bytes and `in_features / blocksize` scales and every `x` holds `in_features` values,
             // which are exactly the extents the kernel reads.
@@ -72,7 +131,7 @@ impl<'a> FourBitRows<'a> {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::dot_row_avx2(codes, absmax, self.lut, self.blocksize, x) },
             _ => dot_row_scalar(codes, absmax, self.lut, self.blocksize, x),
-        }
+        })
     }
 
     /// `out_t[c] += coefs[t] * deq(W)[row, cols.start + c]` for every activation row `t`; `out`
@@ -87,10 +146,9 @@ impl<'a> FourBitRows<'a> {
         out_stride: usize,
     ) {
         self.check_cols(&cols);
-        let (codes, absmax) = self.row(row);
         let needed = coefs.len().saturating_sub(1) * out_stride + cols.len();
         assert!(out_stride >= cols.len() && out.len() >= needed, "4-bit axpy: output extent");
-        match isa.isa() {
+        self.with_row(row, |codes, absmax| match isa.isa() {
             // SAFETY: AVX-512F checked by `CheckedIsa`; `cols` is chunk-aligned inside the row (so
             // bytes `cols / 2` and blocks `cols / blocksize` exist) and `out` holds `coefs.len()`
             // rows of `cols.len()` values `out_stride` apart, as asserted above.
@@ -104,16 +162,15 @@ impl<'a> FourBitRows<'a> {
                 x86::axpy_row_avx2(codes, absmax, self.lut, self.blocksize, cols, coefs, out, out_stride)
             },
             _ => axpy_row_scalar(codes, absmax, self.lut, self.blocksize, cols, coefs, out, out_stride),
-        }
+        })
     }
 
     /// `out[c] = deq(W)[row, cols.start + c]` in natural order, bitwise equal to
     /// [`crate::FourBitTensor::dequantize`] (one rounding: `code * absmax`).
     pub(crate) fn decode_row(&self, isa: CheckedIsa, row: usize, cols: Range<usize>, out: &mut [f32]) {
         self.check_cols(&cols);
-        let (codes, absmax) = self.row(row);
         assert!(out.len() >= cols.len(), "4-bit decode: output extent");
-        match isa.isa() {
+        self.with_row(row, |codes, absmax| match isa.isa() {
             // SAFETY: AVX-512F checked by `CheckedIsa`; chunk-aligned `cols` inside the row and an
             // `out` of at least `cols.len()` values, as asserted above.
             #[cfg(target_arch = "x86_64")]
@@ -124,7 +181,7 @@ impl<'a> FourBitRows<'a> {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { x86::decode_row_avx2(codes, absmax, self.lut, self.blocksize, cols, out) },
             _ => decode_row_scalar(codes, absmax, self.lut, self.blocksize, cols, out),
-        }
+        })
     }
 }
 

@@ -2,9 +2,8 @@
 //! into a SIMD GEMM (the `gemm` crate) for many; both checked against the scalar reference.
 //!
 //! Neither keeps a dequantized copy of the weight beyond one call: the fused kernels read the
-//! packed codes directly, the tiled path decodes one L2-sized panel at a time. The per-call
-//! preparation is only the 4-bit block absmax (1/blocksize of the weight, decoded once when it is
-//! double-quantized). Results differ from [`crate::quant_linear::product_reference`] only by
+//! packed codes directly, the tiled path decodes one L2-sized panel at a time, and double-quantized
+//! 4-bit block absmax are decoded a row at a time inside the kernels. Results differ from [`crate::quant_linear::product_reference`] only by
 //! summation order.
 
 mod four_bit_rows;
@@ -23,7 +22,7 @@ use crate::four_bit::FourBitTensor;
 use crate::int8::{Int8Activation, Int8Weight};
 use crate::int8_matmul::{check_inner, forward_with, Int8LinearConfig};
 use crate::quant_linear::{Direction, QuantWeight};
-use four_bit_rows::FourBitRows;
+use four_bit_rows::{FourBitRows, Scales};
 use int8_rows::Int8Rows;
 use isa::CheckedIsa;
 pub use isa::Isa;
@@ -91,11 +90,7 @@ pub fn product(
     if rows == 0 {
         return Ok(Vec::new());
     }
-    let absmax = match weight {
-        QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
-        QuantWeight::Int8(_) | QuantWeight::Q8_0(_) => Vec::new(),
-    };
-    let view = WeightView::new(weight, &absmax, (out_features, in_features));
+    let view = WeightView::new(weight, (out_features, in_features));
     let isa = config.isa.checked();
     let fused_max_rows = match direction {
         Direction::Forward => FUSED_FORWARD_MAX_ROWS,
@@ -187,11 +182,7 @@ pub fn decode_panel(
             right: format!("weight {dims:?}"),
         });
     }
-    let absmax = match weight {
-        QuantWeight::FourBit(tensor) => tensor.scales().absmax(),
-        QuantWeight::Int8(_) | QuantWeight::Q8_0(_) => Vec::new(),
-    };
-    let view = WeightView::new(weight, &absmax, dims);
+    let view = WeightView::new(weight, dims);
     let width = cols.len();
     for (row, out) in rows.zip(panel.chunks_exact_mut(width.max(1))) {
         view.decode_row(isa.checked(), row, cols.clone(), out);
@@ -258,23 +249,23 @@ enum Layout<'a> {
     /// 4-bit rows that do not start on a block: decoded element by element.
     FourBitAnyShape {
         tensor: &'a FourBitTensor,
-        absmax: &'a [f32],
+        absmax: Vec<f32>,
     },
 }
 
 impl<'a> WeightView<'a> {
-    fn new(weight: &'a QuantWeight, absmax: &'a [f32], (out_features, in_features): (usize, usize)) -> Self {
+    fn new(weight: &'a QuantWeight, (out_features, in_features): (usize, usize)) -> Self {
         let layout = match weight {
             QuantWeight::FourBit(tensor) => {
                 match FourBitRows::new(
                     tensor.codes(),
-                    absmax,
+                    Scales::new(tensor.scales()),
                     tensor.format().code(),
                     tensor.blocksize(),
                     (out_features, in_features),
                 ) {
                     Some(rows) => Layout::Fused(FusedRows::FourBit(rows)),
-                    None => Layout::FourBitAnyShape { tensor, absmax },
+                    None => Layout::FourBitAnyShape { tensor, absmax: tensor.scales().absmax() },
                 }
             }
             QuantWeight::Int8(weight) => {
