@@ -31,7 +31,7 @@ pub use metrics::{task_metrics, ClassMetrics, Confusion, TaskMetrics};
 pub enum EvalMode {
     /// Greedy free-text generation up to the task's max new tokens, then answer parsing.
     Generate,
-    /// The label whose tokens are most likely after the prompt (classification tasks only).
+    /// The label whose tokens are most likely after the prompt (tasks with a closed label set).
     Score,
 }
 
@@ -122,7 +122,7 @@ impl Evaluator<'_> {
             let batch_prompts: Vec<Vec<u32>> = chunk.iter().map(|&idx| prompts[idx].clone()).collect();
             let answers = match mode {
                 EvalMode::Generate => self.generate(&batch_prompts, work, &mut prefix)?,
-                EvalMode::Score => scoring::score_labels(self, &batch_prompts, work)?,
+                EvalMode::Score => scoring::score_labels(self, &batch_prompts, work, &mut prefix)?,
             };
             let seconds = started.elapsed().as_secs_f64() / chunk.len() as f64;
             for (&idx, answer) in chunk.iter().zip(answers) {

@@ -219,42 +219,10 @@ fn generate_batch(
     if prompts.is_empty() || config.max_new_tokens == 0 {
         return Ok(generated);
     }
-    let vocab_size = model.config().vocab_size;
-    for (row, prompt) in prompts.iter().enumerate() {
-        if prompt.is_empty() {
-            return Err(Error::InvalidInput { reason: format!("prompt {row} of the batch is empty") });
-        }
-        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab_size) {
-            return Err(Error::InvalidInput {
-                reason: format!("token id {bad} of prompt {row} is outside the vocabulary of {vocab_size}"),
-            });
-        }
-    }
     let device = model.device();
+    let PrefilledBatch { mut cache, shared, mut pad, last_logits: mut logits } =
+        prefill_batch(model, prompts, on_rows, prefix)?;
     let mut active: Vec<usize> = (0..prompts.len()).collect();
-    let common = if prefix.is_some() { common_prefix(prompts) } else { 0 };
-    let (mut cache, shared) = match prefix {
-        Some(held) if common >= MIN_SHARED_PREFIX => {
-            on_rows(&active[..1])?;
-            let mut cache = prefill_prefix(model, &prompts[0][..common], held)?;
-            cache.repeat_row(prompts.len(), device)?;
-            (cache, common)
-        }
-        _ => (model.new_cache(), 0),
-    };
-    let width = prompts.iter().map(|prompt| prompt.len() - shared).max().unwrap_or(0);
-    let mut pad: Vec<usize> = prompts.iter().map(|prompt| width - (prompt.len() - shared)).collect();
-    // The padding id is arbitrary: padded columns are masked out of every real position.
-    let padded: Vec<u32> = prompts
-        .iter()
-        .zip(&pad)
-        .flat_map(|(prompt, &row_pad)| {
-            std::iter::repeat_n(0, row_pad).chain(prompt[shared..].iter().copied())
-        })
-        .collect();
-    on_rows(&active)?;
-    let input = Tensor::from_vec(padded, (prompts.len(), width), device)?;
-    let mut logits = model.forward_padded_after(&input, shared, &pad, &mut cache, LogitsPositions::Last)?;
     loop {
         let next_ids = argmax_rows(&logits)?;
         let mut keep = Vec::with_capacity(active.len());
@@ -278,6 +246,68 @@ fn generate_batch(
         let input = Tensor::from_vec(last, (active.len(), 1), device)?;
         logits = model.forward_padded_after(&input, shared, &pad, &mut cache, LogitsPositions::Last)?;
     }
+}
+
+/// A batch of prompts prefilled together: the cache of every row, the columns all rows share at
+/// its start, each row's padding (after the shared columns), and each row's logits at its last
+/// prompt token, `[batch, 1, vocab]`.
+pub(crate) struct PrefilledBatch {
+    pub cache: KvCache,
+    pub shared: usize,
+    pub pad: Vec<usize>,
+    pub last_logits: Tensor,
+}
+
+/// Runs `prompts` (non-empty, in the vocabulary) through the model as one left-padded batch.
+/// With `prefix`, their common prefix is prefilled once as one row, continuing from and then
+/// held in `prefix`, and its keys and values repeated over the batch. `on_rows` receives the rows
+/// of each forward pass, as in [`generate_greedy_batch`].
+pub(crate) fn prefill_batch(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    on_rows: &mut dyn FnMut(&[usize]) -> Result<()>,
+    prefix: Option<&mut PromptCache>,
+) -> Result<PrefilledBatch> {
+    if prompts.is_empty() {
+        return Err(Error::InvalidInput { reason: "a batch to prefill needs at least one prompt".into() });
+    }
+    let vocab_size = model.config().vocab_size;
+    for (row, prompt) in prompts.iter().enumerate() {
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput { reason: format!("prompt {row} of the batch is empty") });
+        }
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= vocab_size) {
+            return Err(Error::InvalidInput {
+                reason: format!("token id {bad} of prompt {row} is outside the vocabulary of {vocab_size}"),
+            });
+        }
+    }
+    let device = model.device();
+    let all_rows: Vec<usize> = (0..prompts.len()).collect();
+    let common = if prefix.is_some() { common_prefix(prompts) } else { 0 };
+    let (mut cache, shared) = match prefix {
+        Some(held) if common >= MIN_SHARED_PREFIX => {
+            on_rows(&all_rows[..1])?;
+            let mut cache = prefill_prefix(model, &prompts[0][..common], held)?;
+            cache.repeat_row(prompts.len(), device)?;
+            (cache, common)
+        }
+        _ => (model.new_cache(), 0),
+    };
+    let width = prompts.iter().map(|prompt| prompt.len() - shared).max().unwrap_or(0);
+    let pad: Vec<usize> = prompts.iter().map(|prompt| width - (prompt.len() - shared)).collect();
+    // The padding id is arbitrary: padded columns are masked out of every real position.
+    let padded: Vec<u32> = prompts
+        .iter()
+        .zip(&pad)
+        .flat_map(|(prompt, &row_pad)| {
+            std::iter::repeat_n(0, row_pad).chain(prompt[shared..].iter().copied())
+        })
+        .collect();
+    on_rows(&all_rows)?;
+    let input = Tensor::from_vec(padded, (prompts.len(), width), device)?;
+    let last_logits = model.forward_padded_after(&input, shared, &pad, &mut cache, LogitsPositions::Last)?;
+    Ok(PrefilledBatch { cache, shared, pad, last_logits })
 }
 
 /// A one-row cache of `ids`, continuing from what `held` already holds of them, which then

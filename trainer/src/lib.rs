@@ -32,6 +32,7 @@ pub mod optim;
 pub mod peft;
 pub mod quantize;
 pub mod rope;
+pub mod score;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

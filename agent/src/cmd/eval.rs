@@ -45,7 +45,8 @@ pub struct Args {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// `generate` (free text, parsed), `score` (label log-likelihood, classification only), or both.
+    /// `generate` (free text, parsed), `score` (label log-likelihood: classification tasks and
+    /// FiNER's 139 tags), or both.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "generate")]
     mode: Vec<String>,
     /// Output folder: predictions (`<task>.<mode>.jsonl`) and `run.json`; must not exist unless --resume.
@@ -197,10 +198,8 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             None if task == Task::Finer => data_dir.finer_tags()?,
             None => Vec::new(),
         };
-        for &mode in &modes {
-            if mode == EvalMode::Score && task.labels(load_config.nwgi).is_none() {
-                bail!("--mode score needs a classification task; {task} has no closed label set");
-            }
+        if modes.contains(&EvalMode::Score) && labels.is_empty() {
+            bail!("--mode score needs a task with a closed label set (a classification task or FiNER's tags); {task} has none");
         }
         test_sets.push((task, examples, labels));
     }
