@@ -1,10 +1,10 @@
 //! The model's say on a few candidate tags: the log-likelihood of each tag as the continuation of
 //! one FinLoRA-style FiNER prompt, the prompt run once and its key/value cache reused for every
-//! candidate (the way `finagent eval --mode score` scores labels, without padding a batch).
+//! candidate ([`score_continuations`], as `finagent eval --mode score` scores labels).
 
 use anyhow::{Context as _, Result};
-use candle_core::{DType, Tensor};
-use trainer::model::{Llama, LogitsPositions};
+use trainer::model::Llama;
+use trainer::score::score_continuations;
 use trainer::tokenizer::Tokenizer;
 
 /// Scores continuations of prompts with one loaded model.
@@ -26,45 +26,17 @@ impl<'m> ModelScorer<'m> {
         if prompt_ids.is_empty() {
             anyhow::bail!("the tagging prompt encodes to no tokens");
         }
-        let mut cache = self.model.new_cache();
-        let last = self
-            .model
-            .forward_ids(&prompt_ids, 0, Some(&mut cache), LogitsPositions::Last)
-            .context("cannot run the model over the tagging prompt")?;
-        let first_log_probs = log_softmax_rows(&last)?;
-        let mut scores = Vec::with_capacity(continuations.len());
+        let mut candidate_ids = Vec::with_capacity(continuations.len());
         for continuation in continuations {
             let ids = self.tokenizer.encode(continuation, false)?;
-            let Some(&first) = ids.first() else {
+            if ids.is_empty() {
                 anyhow::bail!("candidate tag {continuation:?} encodes to no tokens");
-            };
-            let mut total = first_log_probs[0][first as usize] as f64;
-            if ids.len() > 1 {
-                let mut branch = cache.clone();
-                let logits = self.model.forward_ids(
-                    &ids[..ids.len() - 1],
-                    prompt_ids.len(),
-                    Some(&mut branch),
-                    LogitsPositions::All,
-                )?;
-                let rows = log_softmax_rows(&logits)?;
-                total += ids[1..].iter().zip(&rows).map(|(&id, row)| row[id as usize] as f64).sum::<f64>();
             }
-            scores.push(total / ids.len() as f64);
+            candidate_ids.push(ids);
         }
-        Ok(scores)
+        let sums = score_continuations(self.model, &[prompt_ids], &candidate_ids, &mut |_| Ok(()), None)
+            .context("cannot score the candidate tags after the tagging prompt")?;
+        let sums = sums.into_iter().next().unwrap_or_default();
+        Ok(sums.into_iter().zip(&candidate_ids).map(|(sum, ids)| sum / ids.len() as f64).collect())
     }
-}
-
-/// Log-softmax of each row of a `[n, vocab]` logits tensor.
-fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let log_sum = row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln() + max;
-            row.into_iter().map(|x| x - log_sum).collect()
-        })
-        .collect())
 }
