@@ -54,6 +54,9 @@ fn main() -> ExitCode {
     keep_freed_memory();
     fix_thread_count();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Eval(_)) {
+        shorten_pool_spin();
+    }
     let result = rayon::scope(|_| dispatch(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,13 +100,6 @@ fn error_chain(err: &anyhow::Error) -> String {
     message
 }
 
-/// Makes glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
-/// candle allocates a fresh buffer per op; glibc serves every buffer over 32 MB (attention scores
-/// of a long prompt: 100 MB and more per layer) with its own `mmap`, so each op paid for page
-/// faults on fresh zeroed pages and `munmap` afterwards. Measured on FiNER training (1,700-token
-/// prompts, docs/training.md): 42 s -> 30 s per step, system time 43 s -> 5 s, the same losses.
-/// Peak memory grows a little (582 -> 611 MiB evaluating FPB). `MALLOC_MMAP_MAX_` or
-/// `MALLOC_TRIM_THRESHOLD_` in the environment leave glibc's settings to the user.
 /// candle asks for its thread count on every CPU matmul, and unless `RAYON_NUM_THREADS` is set it
 /// counts the physical cores by parsing `/proc/cpuinfo` each time: about 6% of a decoding run's
 /// time here, on every attention product and the LM head of every token. Setting the variable
@@ -116,6 +112,25 @@ fn fix_thread_count() {
     }
 }
 
+/// Makes candle's CPU worker threads go to sleep after 1,000 spins waiting for the next op instead
+/// of its default 25,000, for `eval`. Evaluation runs many short elementwise ops between the
+/// quantized matmuls (whose own threads are rayon's), and on 2 cores candle's workers spinning
+/// between them take CPU time from the rayon threads: 1,000 gave 12-48% more examples per second
+/// on FPB (docs/evaluation.md, session 13). Training is left at the default, where 1,000 measured
+/// 9% slower (docs/measurements.md). A user's own `CANDLE_BARRIER_POOL_SPIN_LIMIT` is kept.
+fn shorten_pool_spin() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");
+    }
+}
+
+/// Makes glibc's malloc keep freed memory for reuse instead of handing it back to the kernel.
+/// candle allocates a fresh buffer per op; glibc serves every buffer over 32 MB (attention scores
+/// of a long prompt: 100 MB and more per layer) with its own `mmap`, so each op paid for page
+/// faults on fresh zeroed pages and `munmap` afterwards. Measured on FiNER training (1,700-token
+/// prompts, docs/training.md): 42 s -> 30 s per step, system time 43 s -> 5 s, the same losses.
+/// Peak memory grows a little (582 -> 611 MiB evaluating FPB). `MALLOC_MMAP_MAX_` or
+/// `MALLOC_TRIM_THRESHOLD_` in the environment leave glibc's settings to the user.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
