@@ -75,6 +75,9 @@ for step in "$@"; do
     report)
         runs=()
         for r in base8 mt8 mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
+        # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
+        [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")
         "$finagent" report "${runs[@]}" --out docs/results/full ;;
     *)
         echo "error: unknown step '$step' (see the header of $0)" >&2

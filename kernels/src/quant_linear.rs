@@ -7,14 +7,15 @@
 //! by gradient checks, runs [`product_reference`], a plain scalar loop over the whole dequantized
 //! weight that is the specification the fast paths are tested against.
 
+use std::cell::RefCell;
 use std::ops::{Add, Mul};
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor, TensorId};
 
 use crate::error::{Error, Result};
-use crate::fast::{self, Isa, ProductConfig};
+use crate::fast::{self, Isa, ProductConfig, SharedActivation};
 use crate::four_bit::FourBitTensor;
 use crate::int8::Int8Weight;
 use crate::int8_matmul::Int8LinearConfig;
@@ -147,10 +148,12 @@ impl Module for QuantLinear {
                 self.in_features
             ),
         }
-        let product = x.contiguous()?.apply_op1_arc(Arc::new(Box::new(ProductOp {
+        let x = x.contiguous()?;
+        let product = x.apply_op1_arc(Arc::new(Box::new(ProductOp {
             weight: Arc::clone(&self.weight),
             direction: Direction::Forward,
             llm_int8: self.llm_int8,
+            input: Some(x.id()),
         })))?;
         match &self.bias {
             Some(bias) => product.broadcast_add(bias),
@@ -183,6 +186,17 @@ struct ProductOp {
     direction: Direction,
     /// LLM.int8 settings for the f32 forward of an int8 weight (see [`QuantLinear::with_llm_int8`]).
     llm_int8: Option<Int8LinearConfig>,
+    /// The candle tensor the op is applied to, when known: LLM.int8 quantizes it once for every
+    /// layer that reads it ([`LAST_ACTIVATION`]).
+    input: Option<TensorId>,
+}
+
+thread_local! {
+    /// The last activation LLM.int8 quantized on this thread and the tensor it came from. q, k and
+    /// v apply to one tensor, as do gate and up; candle never reuses a tensor id, and an
+    /// activation's storage is never written in place, so the same id means the same values.
+    static LAST_ACTIVATION: RefCell<(Option<TensorId>, SharedActivation)> =
+        RefCell::new((None, SharedActivation::default()));
 }
 
 impl ProductOp {
@@ -230,16 +244,23 @@ impl CustomOp1 for ProductOp {
                     // No rows to quantize: an empty product, as the dequantized path gives.
                     return Ok((CpuStorage::F32(Vec::new()), Shape::from(out_dims)));
                 }
-                CpuStorage::F32(
-                    fast::int8_vectorwise_forward(
+                let output = LAST_ACTIVATION.with_borrow_mut(|(last, shared)| {
+                    if self.input.is_none() || *last != self.input {
+                        *last = self.input;
+                        *shared = SharedActivation::default();
+                    }
+                    fast::int8_vectorwise_forward_shared(
                         &input[start..end],
                         rows,
                         weight,
                         None,
                         config,
                         Isa::detect(),
+                        shared,
                     )
-                    .map_err(|err| candle_core::Error::Msg(format!("{}: {err}", self.name())))?,
+                });
+                CpuStorage::F32(
+                    output.map_err(|err| candle_core::Error::Msg(format!("{}: {err}", self.name())))?,
                 )
             }
             CpuStorage::F32(input) => CpuStorage::F32(
@@ -270,6 +291,7 @@ impl CustomOp1 for ProductOp {
             weight: Arc::clone(&self.weight),
             direction: self.direction.adjoint(),
             llm_int8: None,
+            input: None,
         };
         let grad_arg = grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(adjoint)))?;
         Ok(Some(grad_arg))

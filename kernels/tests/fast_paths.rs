@@ -243,3 +243,59 @@ fn llm_int8_fast_forward_equals_the_reference() {
         assert_eq!(got, expected, "{isa:?} with a -128 code");
     }
 }
+
+/// A quantized activation kept for the next layer is reused only for the same input, shape and
+/// settings: every call below equals the reference computed alone, while one slot is carried
+/// through inputs of the same length at other addresses, other thresholds and other weights. And
+/// `QuantLinear`, which keys the slot by candle tensor, gives q/k/v-style layers applied to one
+/// tensor the outputs they give on fresh copies of it.
+#[test]
+fn llm_int8_shared_activation_is_reused_only_for_the_same_input() {
+    use kernels::fast::{int8_vectorwise_forward_shared, SharedActivation};
+    use kernels::{int8_linear_forward, Int8LinearConfig};
+    let (rows, in_features) = (9, 96);
+    let weights: Vec<Int8Weight> = [(40, 91), (17, 92), (64, 93)]
+        .iter()
+        .map(|&(out_features, seed)| {
+            let dense = pseudo_random(out_features * in_features, seed, 0.2);
+            Int8Weight::quantize(&dense, out_features, in_features, QuantInput::AsIs).expect("int8")
+        })
+        .collect();
+    let mut first = pseudo_random(rows * in_features, 94, 3.0);
+    first[5] = 8.0; // an outlier column under the default threshold
+    let second = pseudo_random(rows * in_features, 95, 3.0);
+    let no_outliers = Int8LinearConfig { threshold: 0.0, input: QuantInput::AsIs };
+    let calls: [(&[f32], usize, Int8LinearConfig); 6] = [
+        (&first, 0, Int8LinearConfig::default()),
+        (&first, 1, Int8LinearConfig::default()),
+        (&second, 1, Int8LinearConfig::default()),
+        (&second, 2, no_outliers),
+        (&first, 2, no_outliers),
+        (&first[..(rows - 1) * in_features], 0, no_outliers),
+    ];
+    for isa in Isa::available() {
+        let mut shared = SharedActivation::default();
+        for (call, &(x, layer, config)) in calls.iter().enumerate() {
+            let rows = x.len() / in_features;
+            let expected = int8_linear_forward(x, rows, &weights[layer], None, &config).expect("reference");
+            let got =
+                int8_vectorwise_forward_shared(x, rows, &weights[layer], None, &config, isa, &mut shared)
+                    .expect("fast");
+            assert_eq!(got, expected, "call {call}, {isa:?}");
+        }
+    }
+
+    let x = Tensor::from_vec(first.clone(), (rows, in_features), &Device::Cpu).expect("x");
+    let layers: Vec<QuantLinear> = weights
+        .iter()
+        .map(|weight| {
+            let layer = QuantLinear::new(QuantWeight::Int8(weight.clone()), None).expect("layer");
+            layer.with_llm_int8(Some(Int8LinearConfig::default())).expect("LLM.int8")
+        })
+        .collect();
+    for layer in &layers {
+        let shared = layer.forward(&x).expect("shared").flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let fresh = layer.forward(&x.copy().unwrap()).expect("fresh").flatten_all().unwrap().to_vec1::<f32>();
+        assert_eq!(shared, fresh.unwrap());
+    }
+}

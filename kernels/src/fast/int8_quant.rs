@@ -107,13 +107,59 @@ unsafe fn codes_avx512(
     codes: &mut [u8],
     sca: &mut [f32],
 ) {
-    let mut signed = vec![0i8; cols];
     for ((row, out), stat) in values.chunks(cols).zip(codes.chunks_mut(stride)).zip(sca.iter_mut()) {
-        *stat = row_codes(row, outlier_cols, &mut signed);
-        for (out, &code) in out.iter_mut().zip(&signed) {
-            *out = (code as u8) ^ 0x80;
+        // SAFETY: the caller guarantees AVX-512F; `out` holds at least `cols` bytes.
+        *stat = unsafe { offset_row_codes_avx512(row, &mut out[..cols]) };
+        for &col in outlier_cols {
+            out[col] = 0x80;
         }
     }
+}
+
+/// [`quantize_row`] with its codes offset to `u8` (`code ^ 0x80`), sixteen values at a time: the
+/// same absmax (a maximum is exact in any order, NaN ignored as `f32::max` ignores it), the same
+/// scale, and each code rounded half to even and saturated as `as i8` does (NaN to 0).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `out.len() == row.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn offset_row_codes_avx512(row: &[f32], out: &mut [u8]) -> f32 {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(row.len(), out.len());
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder();
+    let mut lanes = _mm512_setzero_ps();
+    for chunk in chunks.clone() {
+        // SAFETY: `chunk` holds exactly 16 f32s.
+        let v = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+        // `max_ps` returns its second operand when either is NaN: the running maximum.
+        lanes = _mm512_max_ps(_mm512_abs_ps(v), lanes);
+    }
+    let absmax = tail.iter().fold(_mm512_reduce_max_ps(lanes), |max, &value| max.max(value.abs()));
+    let scale = (1.0 / absmax) * 127.0;
+    let scale_v = _mm512_set1_ps(scale);
+    let offset = _mm_set1_epi8(0x80u8 as i8);
+    let (low, high) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
+    for (chunk, target) in chunks.zip(out.chunks_exact_mut(16)) {
+        // SAFETY: `chunk` holds 16 f32s and `target` 16 bytes.
+        unsafe {
+            let product = _mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), scale_v);
+            let ordered = _mm512_cmp_ps_mask::<_CMP_ORD_Q>(product, product);
+            // Infinite products (a subnormal absmax makes the scale infinite) saturate as `as i8`
+            // saturates; the conversion alone would turn +inf into -128.
+            let clamped = _mm512_min_ps(_mm512_max_ps(product, low), high);
+            let rounded =
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(clamped);
+            let codes = _mm512_cvtsepi32_epi8(_mm512_maskz_mov_epi32(ordered, rounded));
+            _mm_storeu_si128(target.as_mut_ptr().cast(), _mm_xor_si128(codes, offset));
+        }
+    }
+    let done = row.len() - tail.len();
+    for (target, &value) in out[done..].iter_mut().zip(tail) {
+        *target = (((value * scale).round_ties_even() as i8) as u8) ^ 0x80;
+    }
+    absmax
 }
 
 /// One prepared row's codes, its outlier columns zeroed (as the reference zeroes whole outlier
@@ -225,8 +271,8 @@ mod tests {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             ((state >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * scale
         };
-        for &(rows, cols) in &[(1, 5), (3, 17), (8, 64), (5, 70), (2, 0)] {
-            for case in 0..4 {
+        for &(rows, cols) in &[(1, 5), (3, 17), (8, 64), (5, 70), (2, 0), (2, 40)] {
+            for case in 0..5 {
                 let mut x: Vec<f32> =
                     (0..rows * cols).map(|_| random(if case == 1 { 8.0 } else { 2.0 })).collect();
                 if case == 2 {
@@ -239,6 +285,11 @@ mod tests {
                 if case == 3 && !x.is_empty() {
                     // A row of zeros.
                     x[..cols].iter_mut().for_each(|v| *v = 0.0);
+                }
+                if case == 4 && !x.is_empty() {
+                    // A row of subnormals: 1 / absmax overflows, the scale is infinite.
+                    let tiny = [1e-40, -3e-41, 2e-45, 0.0, -1e-40];
+                    x[..cols].iter_mut().enumerate().for_each(|(i, v)| *v = tiny[i % tiny.len()]);
                 }
                 for threshold in [0.0, 6.0] {
                     for input in [QuantInput::AsIs, QuantInput::RoundToF16] {
@@ -258,6 +309,33 @@ mod tests {
                             assert_eq!(got.outlier_cols(), expected.outlier_cols());
                             let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
                             assert_eq!(bits(got.sca()), bits(expected.sca()), "{rows}x{cols} case {case}");
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        if Isa::available().contains(&Isa::Avx512) && rows * cols > 0 {
+                            // SAFETY: the CPU has AVX-512F (checked above).
+                            let got =
+                                unsafe { quantize_offset_avx512(&x, rows, cols, threshold, input) }.unwrap();
+                            let codes: Vec<i8> = got
+                                .codes
+                                .chunks(got.stride)
+                                .flat_map(|row| row[..cols].iter().map(|&code| (code ^ 0x80) as i8))
+                                .collect();
+                            assert_eq!(
+                                codes,
+                                expected.ca(),
+                                "offset codes, {rows}x{cols} case {case} {input:?}"
+                            );
+                            assert!(got
+                                .codes
+                                .chunks(got.stride)
+                                .all(|row| row[cols..].iter().all(|&pad| pad == 0x80)));
+                            assert_eq!(got.outlier_cols, expected.outlier_cols());
+                            let bits = |v: &[f32]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&got.sca),
+                                bits(expected.sca()),
+                                "offset sca, {rows}x{cols} case {case}"
+                            );
                         }
                     }
                 }

@@ -121,15 +121,74 @@ pub fn int8_vectorwise_forward(
     config: &Int8LinearConfig,
     isa: Isa,
 ) -> Result<Vec<f32>> {
+    int8_vectorwise_forward_shared(x, rows, weight, bias, config, isa, &mut SharedActivation::default())
+}
+
+/// The quantized activation of one LLM.int8 forward, kept for the next layer that reads the same
+/// input: q, k and v read the same normed hidden states, as do gate and up, and bitsandbytes'
+/// quantization of an input does not depend on the weight it multiplies. Only the AVX-512 VNNI
+/// path fills it.
+#[derive(Default)]
+pub struct SharedActivation {
+    #[cfg(target_arch = "x86_64")]
+    kept: Option<(ActivationSettings, int8_quant::OffsetActivation)>,
+}
+
+/// What a kept activation was quantized from and how.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ActivationSettings {
+    /// The address of `x`.
+    data: usize,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    threshold_bits: u32,
+    input: crate::int8::QuantInput,
+}
+
+/// [`int8_vectorwise_forward`], reusing the activation `shared` keeps when it was quantized from
+/// the same slice (address and length), shape and settings, and keeping this call's otherwise.
+/// The caller guarantees that the memory behind `x` has not changed since `shared` was filled
+/// (`QuantLinear` keys it by the candle tensor, whose storage an activation never rewrites).
+pub fn int8_vectorwise_forward_shared(
+    x: &[f32],
+    rows: usize,
+    weight: &Int8Weight,
+    bias: Option<&[f32]>,
+    config: &Int8LinearConfig,
+    isa: Isa,
+    shared: &mut SharedActivation,
+) -> Result<Vec<f32>> {
     let checked = isa.checked();
     #[cfg(target_arch = "x86_64")]
     if checked.isa() == Isa::Avx512 && int8_gemm::vnni_fits(weight.in_features()) {
         if let Some(bias) = bias {
             check_inner(bias.len(), weight.out_features(), "int8 matmul bias")?;
         }
-        // SAFETY: `vnni_fits` checked AVX-512F (with BW and VNNI).
-        let activation = unsafe {
-            int8_quant::quantize_offset_avx512(x, rows, weight.in_features(), config.threshold, config.input)?
+        let settings = ActivationSettings {
+            data: x.as_ptr() as usize,
+            len: x.len(),
+            rows,
+            cols: weight.in_features(),
+            threshold_bits: config.threshold.to_bits(),
+            input: config.input,
+        };
+        let activation = match &mut shared.kept {
+            Some((kept, activation)) if *kept == settings => activation,
+            slot => {
+                // SAFETY: `vnni_fits` checked AVX-512F (with BW and VNNI).
+                let activation = unsafe {
+                    int8_quant::quantize_offset_avx512(
+                        x,
+                        rows,
+                        settings.cols,
+                        config.threshold,
+                        config.input,
+                    )?
+                };
+                &slot.insert((settings, activation)).1
+            }
         };
         let matmul = if rows < int8_gemm::FEW_ROWS && !weight.has_min_code() {
             int8_gemm::matmul_dequantized_few_rows
@@ -140,6 +199,8 @@ pub fn int8_vectorwise_forward(
         int8_gemm::add_outlier_term_avx512(x, weight, &activation.outlier_cols, &mut out);
         return Ok(out);
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = shared;
     forward_with(
         x,
         rows,
