@@ -21,6 +21,7 @@ use crate::generate::{generate_greedy_batch_shared, GreedyConfig, PromptCache};
 use crate::model::Llama;
 use crate::multi_lora::AdapterRouter;
 use crate::tokenizer::Tokenizer;
+use scoring::LabelScore;
 
 pub use log::{prompt_hash, Prediction, PredictionLog};
 pub use metrics::{task_metrics, ClassMetrics, Confusion, TaskMetrics};
@@ -31,16 +32,29 @@ pub use metrics::{task_metrics, ClassMetrics, Confusion, TaskMetrics};
 pub enum EvalMode {
     /// Greedy free-text generation up to the task's max new tokens, then answer parsing.
     Generate,
-    /// The label whose tokens are most likely after the prompt (tasks with a closed label set).
+    /// The label whose tokens are most likely after the prompt, by their summed log-probability
+    /// (tasks with a closed label set).
     Score,
+    /// The label with the highest mean log-probability per token: a sum favours labels of few
+    /// tokens, which matters where labels differ in length (FiNER's tags, 3 to 20 tokens).
+    #[serde(rename = "score-mean")]
+    ScoreMean,
 }
 
 impl EvalMode {
+    pub const ALL: [EvalMode; 3] = [EvalMode::Generate, EvalMode::Score, EvalMode::ScoreMean];
+
     pub fn name(self) -> &'static str {
         match self {
             EvalMode::Generate => "generate",
             EvalMode::Score => "score",
+            EvalMode::ScoreMean => "score-mean",
         }
+    }
+
+    /// Whether answers are labels picked by their log-likelihood (no free text).
+    pub fn scores_labels(self) -> bool {
+        matches!(self, EvalMode::Score | EvalMode::ScoreMean)
     }
 }
 
@@ -57,8 +71,9 @@ impl FromStr for EvalMode {
         match text {
             "generate" => Ok(EvalMode::Generate),
             "score" => Ok(EvalMode::Score),
+            "score-mean" => Ok(EvalMode::ScoreMean),
             other => Err(Error::InvalidInput {
-                reason: format!("unknown evaluation mode {other:?} (known: generate, score)"),
+                reason: format!("unknown evaluation mode {other:?} (known: generate, score, score-mean)"),
             }),
         }
     }
@@ -96,7 +111,7 @@ impl Evaluator<'_> {
         mode: EvalMode,
         on_prediction: &mut dyn FnMut(Prediction) -> Result<()>,
     ) -> Result<()> {
-        if mode == EvalMode::Score && work.labels.is_empty() {
+        if mode.scores_labels() && work.labels.is_empty() {
             return Err(Error::InvalidInput {
                 reason: format!(
                     "task {} has no closed label set, so it cannot be scored by label",
@@ -122,7 +137,12 @@ impl Evaluator<'_> {
             let batch_prompts: Vec<Vec<u32>> = chunk.iter().map(|&idx| prompts[idx].clone()).collect();
             let answers = match mode {
                 EvalMode::Generate => self.generate(&batch_prompts, work, &mut prefix)?,
-                EvalMode::Score => scoring::score_labels(self, &batch_prompts, work, &mut prefix)?,
+                EvalMode::Score => {
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Sum)?
+                }
+                EvalMode::ScoreMean => {
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Mean)?
+                }
             };
             let seconds = started.elapsed().as_secs_f64() / chunk.len() as f64;
             for (&idx, answer) in chunk.iter().zip(answers) {

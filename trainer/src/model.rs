@@ -336,10 +336,50 @@ impl Llama {
             .collect();
         let row_positions = Tensor::from_vec(row_positions, (batch, seq_len), &self.device)?;
         let mask = padded_causal_mask(pad, shared, seq_len, start_col, &self.device)?;
+        self.forward_masked(input_ids, &row_positions, &mask, cache, positions)
+    }
+
+    /// The forward pass under an explicit attention pattern: `input_ids` (`[batch, seq]`) sit at
+    /// per-row `row_positions` (`[batch, seq]`, u32) and attend to the cached and new columns that
+    /// `mask` (additive, `[batch, 1, 1, seq, cached + seq]`) leaves visible. The new tokens need
+    /// not form one sequence: a tree of continuations can run in one pass, each token seeing only
+    /// its ancestors ([`crate::score::score_continuations`]). Their keys and values are appended
+    /// to `cache`. Inference only.
+    pub fn forward_masked(
+        &self,
+        input_ids: &Tensor,
+        row_positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut KvCache,
+        positions: LogitsPositions,
+    ) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        let total_len = cache.seq_len() + seq_len;
+        if row_positions.dims() != [batch, seq_len] || mask.dims() != [batch, 1, 1, seq_len, total_len] {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "a masked forward of {batch} rows of {seq_len} tokens over {} cached columns needs \
+                     positions [{batch}, {seq_len}] and a mask [{batch}, 1, 1, {seq_len}, {total_len}], \
+                     got {:?} and {:?}",
+                    cache.seq_len(),
+                    row_positions.dims(),
+                    mask.dims()
+                ),
+            });
+        }
+        if cache.layers.len() != self.layers.len() {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "the cache has {} layers, the model {}",
+                    cache.layers.len(),
+                    self.layers.len()
+                ),
+            });
+        }
         let mut xs = self.embedding.forward(input_ids)?;
         for idx in 0..self.layers.len() {
-            let positions = Positions::Rows(&row_positions);
-            xs = self.decoder_layer(idx, &xs, positions, Some(&mask), Some(&mut cache.layers[idx]))?;
+            let positions = Positions::Rows(row_positions);
+            xs = self.decoder_layer(idx, &xs, positions, Some(mask), Some(&mut cache.layers[idx]))?;
         }
         let xs = match positions {
             LogitsPositions::Last => xs.narrow(1, seq_len - 1, 1)?.contiguous()?,

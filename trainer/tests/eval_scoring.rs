@@ -18,11 +18,20 @@ fn fpb_examples(n: usize) -> Option<Vec<Example>> {
 
 fn answer(evaluator: &Evaluator<'_>, examples: &[&Example], mode: EvalMode) -> Vec<Prediction> {
     let labels: Vec<String> = ["negative", "neutral", "positive"].map(String::from).to_vec();
+    answer_with(evaluator, examples, mode, &labels)
+}
+
+fn answer_with(
+    evaluator: &Evaluator<'_>,
+    examples: &[&Example],
+    mode: EvalMode,
+    labels: &[String],
+) -> Vec<Prediction> {
     let work = TaskBatch {
         task: Task::Fpb,
         examples,
         adapter: None,
-        labels: &labels,
+        labels,
         max_new_tokens: Task::Fpb.max_new_tokens(),
     };
     let mut predictions = Vec::new();
@@ -64,6 +73,36 @@ fn label_scores_are_summed_token_log_probabilities() {
         let best = scores.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(label, _)| label.clone());
         assert_eq!(Some(prediction.output.clone()), best);
         assert_eq!(prediction.parsed, best);
+    }
+}
+
+#[test]
+fn mean_label_scores_divide_the_sums_by_the_label_token_counts() {
+    let Some((model, tokenizer)) = common::gguf_model() else { return };
+    let Some(examples) = fpb_examples(2) else { return };
+    let refs: Vec<&Example> = examples.iter().collect();
+    let evaluator = Evaluator { model, tokenizer, router: None, batch_size: 2 };
+    // Labels of one to several tokens, so that the sum and the mean rank them differently.
+    let labels: Vec<String> =
+        ["neutral", "positive", "negative outlook for the company", "NotApplicableSentiment"]
+            .map(String::from)
+            .to_vec();
+    let lengths: Vec<usize> =
+        labels.iter().map(|label| tokenizer.encode(label, false).unwrap().len()).collect();
+    assert!(lengths.iter().any(|&len| len > 2), "{lengths:?}");
+    let sums = answer_with(&evaluator, &refs, EvalMode::Score, &labels);
+    let means = answer_with(&evaluator, &refs, EvalMode::ScoreMean, &labels);
+    for (sum, mean) in sums.iter().zip(&means) {
+        assert_eq!(sum.id, mean.id);
+        let sum_scores = sum.label_log_likelihoods.as_ref().unwrap();
+        let mean_scores = mean.label_log_likelihoods.as_ref().unwrap();
+        for (((label, total), (same_label, average)), len) in sum_scores.iter().zip(mean_scores).zip(&lengths)
+        {
+            assert_eq!(label, same_label);
+            assert!((total / *len as f64 - average).abs() < 1e-9, "{label}: {total} / {len} vs {average}");
+        }
+        let best = mean_scores.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(label, _)| label.clone());
+        assert_eq!(Some(mean.output.clone()), best);
     }
 }
 

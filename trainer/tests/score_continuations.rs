@@ -1,14 +1,14 @@
 //! Scoring continuations after a batch of prompts run once equals scoring each
 //! `prompt ++ continuation` with a plain forward pass: continuations of one and of several tokens,
-//! prompts sharing a prefix carried between calls, and more (prompt, continuation) pairs than one
-//! continuation pass holds.
+//! continuations sharing first tokens or repeated (one prefix tree), prompts sharing a prefix
+//! carried between calls, and more prompts than one tree pass holds.
 
 mod common;
 
 use candle_core::D;
 use trainer::generate::PromptCache;
 use trainer::model::{Llama, LogitsPositions};
-use trainer::score::score_continuations;
+use trainer::score::{score_continuations, score_continuations_within};
 
 /// `log P(continuation | prompt)` from one forward pass over their concatenation.
 fn plain_score(model: &Llama, prompt: &[u32], continuation: &[u32]) -> f64 {
@@ -39,7 +39,17 @@ fn scores_equal_plain_forward_passes_across_batches_sharing_a_prefix() {
     let model = common::training::tiny_model(11);
     let header = [9u32, 14, 3, 3, 27, 8, 1];
     let with_header = |tail: &[u32]| header.iter().chain(tail).copied().collect::<Vec<u32>>();
-    let continuations: Vec<Vec<u32>> = vec![vec![5], vec![40, 2], vec![7, 7, 19, 3], vec![12, 30, 1]];
+    // Shared first tokens, a continuation that is a prefix of another, and a repeat.
+    let continuations: Vec<Vec<u32>> = vec![
+        vec![5],
+        vec![40, 2],
+        vec![7, 7, 19, 3],
+        vec![12, 30, 1],
+        vec![7, 7, 2],
+        vec![40, 2, 9],
+        vec![7, 7, 19, 3],
+        vec![40],
+    ];
     let batches = vec![
         vec![with_header(&[40, 2, 2]), with_header(&[6]), with_header(&[40, 11, 12, 13])],
         vec![with_header(&[5]), header[..5].to_vec()],
@@ -60,35 +70,38 @@ fn scores_equal_plain_forward_passes_across_batches_sharing_a_prefix() {
         )
         .unwrap();
         assert_equals_plain(&model, prompts, &continuations, &scores);
-        // The last pass runs the multi-token continuations, one row per (prompt, continuation).
+        // Two passes: the prefill, then every prompt's continuation tree in one.
         let last = passes.last().unwrap();
-        assert_eq!(last.len(), prompts.len() * 3, "{passes:?}");
-        assert!(last.iter().all(|&row| row < prompts.len()));
+        assert_eq!(last, &(0..prompts.len()).collect::<Vec<_>>(), "{passes:?}");
     }
 }
 
 #[test]
-fn more_pairs_than_one_pass_holds_are_split_into_passes() {
+fn more_prompts_than_one_pass_holds_are_split_into_passes() {
     let model = common::training::tiny_model(4);
     let prompts: Vec<Vec<u32>> = vec![vec![4, 8, 15, 16, 23, 42], vec![7, 3], vec![12, 19, 33]];
     let continuations: Vec<Vec<u32>> =
         (0..30u32).map(|idx| (0..=idx % 4).map(|offset| (idx * 7 + offset * 3) % 40 + 1).collect()).collect();
     let mut pass_rows = Vec::new();
-    let scores = score_continuations(
+    // A budget below one prompt's tree: one prompt per pass.
+    let scores = score_continuations_within(
         &model,
         &prompts,
         &continuations,
         &mut |rows| {
-            pass_rows.push(rows.len());
+            pass_rows.push(rows.to_vec());
             Ok(())
         },
         None,
+        1,
     )
     .unwrap();
     assert_equals_plain(&model, &prompts, &continuations, &scores);
-    let multi_token = continuations.iter().filter(|ids| ids.len() > 1).count() * prompts.len();
-    assert!(pass_rows.len() >= 3, "prefill plus at least two continuation passes: {pass_rows:?}");
-    assert_eq!(pass_rows[1..].iter().sum::<usize>(), multi_token);
+    assert_eq!(pass_rows, vec![vec![0, 1, 2], vec![0], vec![1], vec![2]]);
+    let unsplit = score_continuations(&model, &prompts, &continuations, &mut |_| Ok(()), None).unwrap();
+    for (split, whole) in scores.iter().flatten().zip(unsplit.iter().flatten()) {
+        assert!((split - whole).abs() < 1e-5, "{split} vs {whole}");
+    }
 }
 
 #[test]

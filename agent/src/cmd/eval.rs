@@ -45,8 +45,9 @@ pub struct Args {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// `generate` (free text, parsed), `score` (label log-likelihood: classification tasks and
-    /// FiNER's 139 tags), or both.
+    /// `generate` (free text, parsed), `score` (the label with the highest summed log-likelihood:
+    /// classification tasks and FiNER's 139 tags), `score-mean` (the highest mean log-likelihood
+    /// per token, for labels of different lengths), or several.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "generate")]
     mode: Vec<String>,
     /// Output folder: predictions (`<task>.<mode>.jsonl`) and `run.json`; must not exist unless --resume.
@@ -198,8 +199,8 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             None if task == Task::Finer => data_dir.finer_tags()?,
             None => Vec::new(),
         };
-        if modes.contains(&EvalMode::Score) && labels.is_empty() {
-            bail!("--mode score needs a task with a closed label set (a classification task or FiNER's tags); {task} has none");
+        if let (Some(mode), true) = (modes.iter().find(|mode| mode.scores_labels()), labels.is_empty()) {
+            bail!("--mode {mode} needs a task with a closed label set (a classification task or FiNER's tags); {task} has none");
         }
         test_sets.push((task, examples, labels));
     }

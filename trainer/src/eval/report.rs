@@ -16,12 +16,12 @@ struct Configuration<'a> {
 fn configurations(runs: &[EvalRun]) -> Vec<Configuration<'_>> {
     let mut configurations = Vec::new();
     for run in runs {
-        for mode in [EvalMode::Generate, EvalMode::Score] {
+        for mode in EvalMode::ALL {
             if run.results.iter().any(|result| result.mode == mode) {
-                let name = if mode == EvalMode::Generate {
-                    run.name.clone()
-                } else {
-                    format!("{} (score)", run.name)
+                let name = match mode {
+                    EvalMode::Generate => run.name.clone(),
+                    EvalMode::Score => format!("{} (score)", run.name),
+                    EvalMode::ScoreMean => format!("{} (score, mean per token)", run.name),
                 };
                 configurations.push(Configuration { name, run, mode });
             }

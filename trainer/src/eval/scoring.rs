@@ -1,20 +1,29 @@
-//! Label scoring for classification tasks: the summed log-likelihood of each label's tokens right
-//! after the prompt (tokenized as training appends the target), and the argmax label as the
-//! answer; no free text is generated, so nothing is unparseable.
+//! Label scoring for classification tasks: the log-likelihood of each label's tokens right after
+//! the prompt (tokenized as training appends the target), summed or averaged per token, and the
+//! argmax label as the answer; no free text is generated, so nothing is unparseable.
 
 use crate::error::{Error, Result};
 use crate::eval::{Answer, Evaluator, TaskBatch};
 use crate::generate::PromptCache;
 use crate::score::score_continuations;
 
+/// How a label's token log-probabilities make its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LabelScore {
+    Sum,
+    /// The sum divided by the label's token count.
+    Mean,
+}
+
 /// Scores every label of `work.labels` after each prompt of `prompts` and returns the best label
-/// per prompt (the first on ties), with all labels' log-likelihoods. The prompts run once, their
-/// common prefix through `prefix` ([`score_continuations`]).
+/// per prompt (the first on ties), with all labels' scores. The prompts run once, their common
+/// prefix through `prefix` ([`score_continuations`]).
 pub(crate) fn score_labels(
     evaluator: &Evaluator<'_>,
     prompts: &[Vec<u32>],
     work: &TaskBatch<'_>,
     prefix: &mut PromptCache,
+    score: LabelScore,
 ) -> Result<Vec<Answer>> {
     let label_ids: Vec<Vec<u32>> =
         work.labels.iter().map(|label| evaluator.tokenizer.encode(label, false)).collect::<Result<_>>()?;
@@ -31,7 +40,16 @@ pub(crate) fn score_labels(
     Ok(scores
         .into_iter()
         .map(|row| {
-            let scored: Vec<(String, f64)> = work.labels.iter().cloned().zip(row).collect();
+            let scored: Vec<(String, f64)> = work
+                .labels
+                .iter()
+                .cloned()
+                .zip(row.into_iter().zip(&label_ids))
+                .map(|(label, (sum, ids))| match score {
+                    LabelScore::Sum => (label, sum),
+                    LabelScore::Mean => (label, sum / ids.len() as f64),
+                })
+                .collect();
             let best = scored
                 .iter()
                 .fold(None::<&(String, f64)>, |best, candidate| match best {
