@@ -21,7 +21,7 @@ use crate::generate::{generate_greedy_batch_shared, GreedyConfig, PromptCache};
 use crate::model::Llama;
 use crate::multi_lora::AdapterRouter;
 use crate::tokenizer::Tokenizer;
-use scoring::LabelScore;
+use scoring::{LabelScore, NullScores};
 
 pub use log::{prompt_hash, Prediction, PredictionLog};
 pub use metrics::{task_metrics, ClassMetrics, Confusion, TaskMetrics};
@@ -39,22 +39,30 @@ pub enum EvalMode {
     /// tokens, which matters where labels differ in length (FiNER's tags, 3 to 20 tokens).
     #[serde(rename = "score-mean")]
     ScoreMean,
+    /// The label whose summed log-probability gains most from the example's input: the sum after
+    /// the prompt minus the sum after the same prompt with its input left out (domain-conditional
+    /// PMI). This divides out what the model says regardless of the input: a label's prior, its
+    /// length, a finetuned adapter's favourite class.
+    #[serde(rename = "score-calibrated")]
+    ScoreCalibrated,
 }
 
 impl EvalMode {
-    pub const ALL: [EvalMode; 3] = [EvalMode::Generate, EvalMode::Score, EvalMode::ScoreMean];
+    pub const ALL: [EvalMode; 4] =
+        [EvalMode::Generate, EvalMode::Score, EvalMode::ScoreMean, EvalMode::ScoreCalibrated];
 
     pub fn name(self) -> &'static str {
         match self {
             EvalMode::Generate => "generate",
             EvalMode::Score => "score",
             EvalMode::ScoreMean => "score-mean",
+            EvalMode::ScoreCalibrated => "score-calibrated",
         }
     }
 
     /// Whether answers are labels picked by their log-likelihood (no free text).
     pub fn scores_labels(self) -> bool {
-        matches!(self, EvalMode::Score | EvalMode::ScoreMean)
+        matches!(self, EvalMode::Score | EvalMode::ScoreMean | EvalMode::ScoreCalibrated)
     }
 }
 
@@ -72,8 +80,11 @@ impl FromStr for EvalMode {
             "generate" => Ok(EvalMode::Generate),
             "score" => Ok(EvalMode::Score),
             "score-mean" => Ok(EvalMode::ScoreMean),
+            "score-calibrated" => Ok(EvalMode::ScoreCalibrated),
             other => Err(Error::InvalidInput {
-                reason: format!("unknown evaluation mode {other:?} (known: generate, score, score-mean)"),
+                reason: format!(
+                    "unknown evaluation mode {other:?} (known: generate, score, score-mean, score-calibrated)"
+                ),
             }),
         }
     }
@@ -126,6 +137,16 @@ impl Evaluator<'_> {
             self.check_fits(example, ids.len(), work.max_new_tokens)?;
             prompts.push(ids);
         }
+        // Calibrated scoring also scores each prompt with its input left out.
+        let null_prompts: Vec<Vec<u32>> = if mode == EvalMode::ScoreCalibrated {
+            work.examples
+                .iter()
+                .map(|example| self.tokenizer.encode(&scoring::input_less_prompt(example)?, false))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        let mut null_scores = NullScores::default();
         // Longest first: similar lengths share a batch (little padding) and the peak comes early.
         let mut order: Vec<usize> = (0..work.examples.len()).collect();
         order.sort_by_key(|&idx| std::cmp::Reverse(prompts[idx].len()));
@@ -138,10 +159,22 @@ impl Evaluator<'_> {
             let answers = match mode {
                 EvalMode::Generate => self.generate(&batch_prompts, work, &mut prefix)?,
                 EvalMode::Score => {
-                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Sum)?
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Sum, None)?
                 }
                 EvalMode::ScoreMean => {
-                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Mean)?
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Mean, None)?
+                }
+                EvalMode::ScoreCalibrated => {
+                    let batch_nulls: Vec<Vec<u32>> =
+                        chunk.iter().map(|&idx| null_prompts[idx].clone()).collect();
+                    scoring::score_labels(
+                        self,
+                        &batch_prompts,
+                        work,
+                        &mut prefix,
+                        LabelScore::Calibrated,
+                        Some((&batch_nulls, &mut null_scores)),
+                    )?
                 }
             };
             let seconds = started.elapsed().as_secs_f64() / chunk.len() as f64;

@@ -107,6 +107,58 @@ fn mean_label_scores_divide_the_sums_by_the_label_token_counts() {
 }
 
 #[test]
+fn calibrated_label_scores_subtract_the_scores_without_the_input() {
+    let Some((model, tokenizer)) = common::gguf_model() else { return };
+    let Some(examples) = fpb_examples(3) else { return };
+    let refs: Vec<&Example> = examples.iter().collect();
+    let evaluator = Evaluator { model, tokenizer, router: None, batch_size: 2 };
+    let sums = answer(&evaluator, &refs, EvalMode::Score);
+    let calibrated = answer(&evaluator, &refs, EvalMode::ScoreCalibrated);
+    // The same rows with the sentence cut out of the prompt, scored plainly.
+    let blanked: Vec<Example> = examples
+        .iter()
+        .map(|example| {
+            assert!(!example.input.is_empty() && example.prompt.contains(&example.input));
+            Example { prompt: example.prompt.replacen(&example.input, "", 1), ..example.clone() }
+        })
+        .collect();
+    let blanked_refs: Vec<&Example> = blanked.iter().collect();
+    let nulls = answer(&evaluator, &blanked_refs, EvalMode::Score);
+    let mut differs = false;
+    for ((sum, calibrated), null) in sums.iter().zip(&calibrated).zip(&nulls) {
+        assert_eq!((&sum.id, &sum.id), (&calibrated.id, &null.id));
+        let sum_scores = sum.label_log_likelihoods.as_ref().unwrap();
+        let null_scores = null.label_log_likelihoods.as_ref().unwrap();
+        let calibrated_scores = calibrated.label_log_likelihoods.as_ref().unwrap();
+        for ((label, total), ((_, without), (same_label, score))) in
+            sum_scores.iter().zip(null_scores.iter().zip(calibrated_scores))
+        {
+            assert_eq!(label, same_label);
+            assert!((total - without - score).abs() < 1e-3, "{label}: {total} - {without} vs {score}");
+        }
+        let best =
+            calibrated_scores.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|(label, _)| label.clone());
+        assert_eq!(Some(calibrated.output.clone()), best);
+        differs |= calibrated_scores.iter().zip(sum_scores).any(|(a, b)| (a.1 - b.1).abs() > 1e-2);
+    }
+    assert!(differs, "calibration changed no score");
+}
+
+#[test]
+fn calibration_needs_the_input_inside_the_prompt() {
+    let Some((model, tokenizer)) = common::gguf_model() else { return };
+    let Some(mut examples) = fpb_examples(1) else { return };
+    examples[0].input = "a sentence that is not in the prompt".into();
+    let evaluator = Evaluator { model, tokenizer, router: None, batch_size: 1 };
+    let labels: Vec<String> = ["negative", "neutral", "positive"].map(String::from).to_vec();
+    let refs: Vec<&Example> = examples.iter().collect();
+    let work =
+        TaskBatch { task: Task::Fpb, examples: &refs, adapter: None, labels: &labels, max_new_tokens: 4 };
+    let error = evaluator.answer(&work, EvalMode::ScoreCalibrated, &mut |_| Ok(())).unwrap_err().to_string();
+    assert!(error.contains(&examples[0].id) && error.contains("input"), "{error}");
+}
+
+#[test]
 fn generated_answers_do_not_depend_on_the_batch_size() {
     let Some((model, tokenizer)) = common::gguf_model() else { return };
     let Some(examples) = fpb_examples(4) else { return };

@@ -47,7 +47,9 @@ pub struct Args {
     batch_size: usize,
     /// `generate` (free text, parsed), `score` (the label with the highest summed log-likelihood:
     /// classification tasks and FiNER's 139 tags), `score-mean` (the highest mean log-likelihood
-    /// per token, for labels of different lengths), or several.
+    /// per token, for labels of different lengths), `score-calibrated` (the label whose summed
+    /// log-likelihood gains most from the input: minus its sum after the prompt with the input
+    /// left out), or several.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "generate")]
     mode: Vec<String>,
     /// Output folder: predictions (`<task>.<mode>.jsonl`) and `run.json`; must not exist unless --resume.

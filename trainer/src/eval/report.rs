@@ -22,6 +22,7 @@ fn configurations(runs: &[EvalRun]) -> Vec<Configuration<'_>> {
                     EvalMode::Generate => run.name.clone(),
                     EvalMode::Score => format!("{} (score)", run.name),
                     EvalMode::ScoreMean => format!("{} (score, mean per token)", run.name),
+                    EvalMode::ScoreCalibrated => format!("{} (score, calibrated)", run.name),
                 };
                 configurations.push(Configuration { name, run, mode });
             }

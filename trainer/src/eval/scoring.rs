@@ -1,6 +1,11 @@
 //! Label scoring for classification tasks: the log-likelihood of each label's tokens right after
-//! the prompt (tokenized as training appends the target), summed or averaged per token, and the
-//! argmax label as the answer; no free text is generated, so nothing is unparseable.
+//! the prompt (tokenized as training appends the target), summed, averaged per token, or
+//! calibrated against the same prompt without its input, and the argmax label as the answer; no
+//! free text is generated, so nothing is unparseable.
+
+use std::collections::HashMap;
+
+use datasets::Example;
 
 use crate::error::{Error, Result};
 use crate::eval::{Answer, Evaluator, TaskBatch};
@@ -13,17 +18,46 @@ pub(crate) enum LabelScore {
     Sum,
     /// The sum divided by the label's token count.
     Mean,
+    /// The sum minus the label's sum after the example's prompt with its input left out
+    /// (domain-conditional PMI, Holtzman et al. 2021, "Surface Form Competition"): what the input
+    /// adds to a label, not how likely the label is anyway.
+    Calibrated,
+}
+
+/// The summed label log-likelihoods after each distinct input-less prompt, kept for a task's whole
+/// run: rows whose prompts differ only in their input share one entry.
+#[derive(Debug, Default)]
+pub(crate) struct NullScores {
+    sums: HashMap<Vec<u32>, Vec<f64>>,
+}
+
+/// `example`'s prompt with its input left out (the last occurrence of the input text removed), the
+/// condition [`LabelScore::Calibrated`] divides out.
+pub(crate) fn input_less_prompt(example: &Example) -> Result<String> {
+    let at = (!example.input.is_empty()).then(|| example.prompt.rfind(&example.input)).flatten().ok_or_else(
+        || Error::InvalidInput {
+            reason: format!(
+                "example {} of {}: its input does not appear in its prompt, so the prompt cannot be \
+                 calibrated without it",
+                example.id, example.task
+            ),
+        },
+    )?;
+    Ok(format!("{}{}", &example.prompt[..at], &example.prompt[at + example.input.len()..]))
 }
 
 /// Scores every label of `work.labels` after each prompt of `prompts` and returns the best label
 /// per prompt (the first on ties), with all labels' scores. The prompts run once, their common
-/// prefix through `prefix` ([`score_continuations`]).
+/// prefix through `prefix` ([`score_continuations`]). [`LabelScore::Calibrated`] needs each
+/// prompt's input-less form in `null_prompts` (token ids, one per prompt) and keeps their scores in
+/// `null_scores`.
 pub(crate) fn score_labels(
     evaluator: &Evaluator<'_>,
     prompts: &[Vec<u32>],
     work: &TaskBatch<'_>,
     prefix: &mut PromptCache,
     score: LabelScore,
+    calibration: Option<(&[Vec<u32>], &mut NullScores)>,
 ) -> Result<Vec<Answer>> {
     let label_ids: Vec<Vec<u32>> =
         work.labels.iter().map(|label| evaluator.tokenizer.encode(label, false)).collect::<Result<_>>()?;
@@ -32,22 +66,51 @@ pub(crate) fn score_labels(
             reason: format!("label {:?} encodes to no tokens", work.labels[empty]),
         });
     }
-    let mut on_rows = |rows: &[usize]| {
-        evaluator.route(rows.len(), work.adapter);
-        Ok(())
+    let sums = label_sums(evaluator, prompts, &label_ids, work, prefix)?;
+    let baselines: Vec<Option<&Vec<f64>>> = match (score, calibration) {
+        (LabelScore::Calibrated, Some((null_prompts, null_scores))) => {
+            if null_prompts.len() != prompts.len() {
+                return Err(Error::InvalidInput {
+                    reason: format!(
+                        "{} input-less prompts for {} prompts to calibrate",
+                        null_prompts.len(),
+                        prompts.len()
+                    ),
+                });
+            }
+            let mut missing: Vec<Vec<u32>> = Vec::new();
+            for null in null_prompts {
+                if !null_scores.sums.contains_key(null) && !missing.contains(null) {
+                    missing.push(null.clone());
+                }
+            }
+            if !missing.is_empty() {
+                let scored = label_sums(evaluator, &missing, &label_ids, work, prefix)?;
+                null_scores.sums.extend(missing.into_iter().zip(scored));
+            }
+            null_prompts.iter().map(|null| null_scores.sums.get(null)).collect()
+        }
+        (LabelScore::Calibrated, None) => {
+            return Err(Error::InvalidInput {
+                reason: "calibrated label scoring needs the input-less prompts".into(),
+            })
+        }
+        _ => vec![None; prompts.len()],
     };
-    let scores = score_continuations(evaluator.model, prompts, &label_ids, &mut on_rows, Some(prefix))?;
-    Ok(scores
+    Ok(sums
         .into_iter()
-        .map(|row| {
+        .zip(baselines)
+        .map(|(row, baseline)| {
             let scored: Vec<(String, f64)> = work
                 .labels
                 .iter()
                 .cloned()
                 .zip(row.into_iter().zip(&label_ids))
-                .map(|(label, (sum, ids))| match score {
+                .enumerate()
+                .map(|(idx, (label, (sum, ids)))| match score {
                     LabelScore::Sum => (label, sum),
                     LabelScore::Mean => (label, sum / ids.len() as f64),
+                    LabelScore::Calibrated => (label, sum - baseline.map_or(0.0, |null| null[idx])),
                 })
                 .collect();
             let best = scored
@@ -61,4 +124,19 @@ pub(crate) fn score_labels(
             Answer { output: best, label_log_likelihoods: Some(scored) }
         })
         .collect())
+}
+
+/// Summed log-likelihood of each of `label_ids` after each of `prompts`, through `work`'s adapter.
+fn label_sums(
+    evaluator: &Evaluator<'_>,
+    prompts: &[Vec<u32>],
+    label_ids: &[Vec<u32>],
+    work: &TaskBatch<'_>,
+    prefix: &mut PromptCache,
+) -> Result<Vec<Vec<f64>>> {
+    let mut on_rows = |rows: &[usize]| {
+        evaluator.route(rows.len(), work.adapter);
+        Ok(())
+    };
+    score_continuations(evaluator.model, prompts, label_ids, &mut on_rows, Some(prefix))
 }
