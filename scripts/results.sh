@@ -13,6 +13,8 @@
 #   eval-base   the 8-bit base on every task's full test split
 #   eval-mt8 | eval-mt4 | eval-fpb | eval-finer   the adapters on the full test splits (the
 #               single-task adapters on their own task)
+#   eval-mt8-score  the multi-task r8 adapter by label scoring (summed and calibrated) on the
+#               classification tasks' full test splits
 #   report      tables and charts of every finished evaluation into docs/results/full/
 #
 # Environment: FINAGENT (binary, default target/release/finagent), FINAGENT_SHARED (default
@@ -66,6 +68,10 @@ for step in "$@"; do
         # Evaluated over the 8-bit base like every adapter, as the paper evaluates.
         dir=$(adapter runs/multitask-r4-4bit)
         evaluate mt4 "multi-task r4, 4-bit adapter, 8-bit base" "$all_tasks" --adapter "$dir" ;;
+    eval-mt8-score)
+        dir=$(adapter runs/multitask-r8-8bit)
+        evaluate mt8-score "multi-task r8, 8-bit" fpb,fiqa_sa,tfns,nwgi,headline,ner \
+            --mode score,score-calibrated --adapter "$dir" ;;
     eval-fpb)
         dir=$(adapter runs/fpb-r8-8bit)
         evaluate fpb8 "FPB single-task r8, 8-bit" fpb --adapter "$dir" ;;
@@ -74,7 +80,7 @@ for step in "$@"; do
         evaluate finer8 "FiNER single-task r8, 8-bit" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt8-score mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
         # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
         [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")
