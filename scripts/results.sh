@@ -70,7 +70,7 @@ for step in "$@"; do
         evaluate mt4 "multi-task r4, 4-bit adapter, 8-bit base" "$all_tasks" --adapter "$dir" ;;
     eval-mt8-score)
         dir=$(adapter runs/multitask-r8-8bit)
-        evaluate mt8-score "multi-task r8, 8-bit" fpb,fiqa_sa,tfns,nwgi,headline,ner \
+        evaluate mt8-label "multi-task r8, 8-bit, labels" fpb,fiqa_sa,tfns,nwgi,headline,ner \
             --mode score,score-calibrated --adapter "$dir" ;;
     eval-fpb)
         dir=$(adapter runs/fpb-r8-8bit)
@@ -80,7 +80,7 @@ for step in "$@"; do
         evaluate finer8 "FiNER single-task r8, 8-bit" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt8-score mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt8-label mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
         # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
         [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")
