@@ -159,10 +159,10 @@ impl Evaluator<'_> {
             let answers = match mode {
                 EvalMode::Generate => self.generate(&batch_prompts, work, &mut prefix)?,
                 EvalMode::Score => {
-                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Sum, None)?
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Sum)?
                 }
                 EvalMode::ScoreMean => {
-                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Mean, None)?
+                    scoring::score_labels(self, &batch_prompts, work, &mut prefix, LabelScore::Mean)?
                 }
                 EvalMode::ScoreCalibrated => {
                     let batch_nulls: Vec<Vec<u32>> =
@@ -172,8 +172,7 @@ impl Evaluator<'_> {
                         &batch_prompts,
                         work,
                         &mut prefix,
-                        LabelScore::Calibrated,
-                        Some((&batch_nulls, &mut null_scores)),
+                        LabelScore::Calibrated { null_prompts: &batch_nulls, null_scores: &mut null_scores },
                     )?
                 }
             };

@@ -13,15 +13,19 @@ use crate::generate::PromptCache;
 use crate::score::score_continuations;
 
 /// How a label's token log-probabilities make its score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LabelScore {
+#[derive(Debug)]
+pub(crate) enum LabelScore<'a> {
     Sum,
     /// The sum divided by the label's token count.
     Mean,
     /// The sum minus the label's sum after the example's prompt with its input left out
     /// (domain-conditional PMI, Holtzman et al. 2021, "Surface Form Competition"): what the input
-    /// adds to a label, not how likely the label is anyway.
-    Calibrated,
+    /// adds to a label, not how likely the label is anyway. `null_prompts` holds each prompt's
+    /// input-less form (token ids, one per prompt); their scores are kept in `null_scores`.
+    Calibrated {
+        null_prompts: &'a [Vec<u32>],
+        null_scores: &'a mut NullScores,
+    },
 }
 
 /// The summed label log-likelihoods after each distinct input-less prompt, kept for a task's whole
@@ -48,16 +52,13 @@ pub(crate) fn input_less_prompt(example: &Example) -> Result<String> {
 
 /// Scores every label of `work.labels` after each prompt of `prompts` and returns the best label
 /// per prompt (the first on ties), with all labels' scores. The prompts run once, their common
-/// prefix through `prefix` ([`score_continuations`]). [`LabelScore::Calibrated`] needs each
-/// prompt's input-less form in `null_prompts` (token ids, one per prompt) and keeps their scores in
-/// `null_scores`.
+/// prefix through `prefix` ([`score_continuations`]).
 pub(crate) fn score_labels(
     evaluator: &Evaluator<'_>,
     prompts: &[Vec<u32>],
     work: &TaskBatch<'_>,
     prefix: &mut PromptCache,
-    score: LabelScore,
-    calibration: Option<(&[Vec<u32>], &mut NullScores)>,
+    score: LabelScore<'_>,
 ) -> Result<Vec<Answer>> {
     let label_ids: Vec<Vec<u32>> =
         work.labels.iter().map(|label| evaluator.tokenizer.encode(label, false)).collect::<Result<_>>()?;
@@ -67,8 +68,9 @@ pub(crate) fn score_labels(
         });
     }
     let sums = label_sums(evaluator, prompts, &label_ids, work, prefix)?;
-    let baselines: Vec<Option<&Vec<f64>>> = match (score, calibration) {
-        (LabelScore::Calibrated, Some((null_prompts, null_scores))) => {
+    let per_token = matches!(score, LabelScore::Mean);
+    let baselines = match score {
+        LabelScore::Calibrated { null_prompts, null_scores } => {
             if null_prompts.len() != prompts.len() {
                 return Err(Error::InvalidInput {
                     reason: format!(
@@ -78,39 +80,24 @@ pub(crate) fn score_labels(
                     ),
                 });
             }
-            let mut missing: Vec<Vec<u32>> = Vec::new();
-            for null in null_prompts {
-                if !null_scores.sums.contains_key(null) && !missing.contains(null) {
-                    missing.push(null.clone());
-                }
-            }
-            if !missing.is_empty() {
-                let scored = label_sums(evaluator, &missing, &label_ids, work, prefix)?;
-                null_scores.sums.extend(missing.into_iter().zip(scored));
-            }
-            null_prompts.iter().map(|null| null_scores.sums.get(null)).collect()
+            Some(null_scores.sums_after(evaluator, null_prompts, &label_ids, work, prefix)?)
         }
-        (LabelScore::Calibrated, None) => {
-            return Err(Error::InvalidInput {
-                reason: "calibrated label scoring needs the input-less prompts".into(),
-            })
-        }
-        _ => vec![None; prompts.len()],
+        LabelScore::Sum | LabelScore::Mean => None,
     };
     Ok(sums
         .into_iter()
-        .zip(baselines)
-        .map(|(row, baseline)| {
+        .enumerate()
+        .map(|(row, sums)| {
             let scored: Vec<(String, f64)> = work
                 .labels
                 .iter()
                 .cloned()
-                .zip(row.into_iter().zip(&label_ids))
+                .zip(sums.into_iter().zip(&label_ids))
                 .enumerate()
-                .map(|(idx, (label, (sum, ids)))| match score {
-                    LabelScore::Sum => (label, sum),
-                    LabelScore::Mean => (label, sum / ids.len() as f64),
-                    LabelScore::Calibrated => (label, sum - baseline.map_or(0.0, |null| null[idx])),
+                .map(|(idx, (label, (sum, ids)))| match &baselines {
+                    Some(nulls) => (label, sum - nulls[row][idx]),
+                    None if per_token => (label, sum / ids.len() as f64),
+                    None => (label, sum),
                 })
                 .collect();
             let best = scored
@@ -124,6 +111,30 @@ pub(crate) fn score_labels(
             Answer { output: best, label_log_likelihoods: Some(scored) }
         })
         .collect())
+}
+
+impl NullScores {
+    /// The label sums after each of `null_prompts`, scoring only the prompts not seen before.
+    fn sums_after(
+        &mut self,
+        evaluator: &Evaluator<'_>,
+        null_prompts: &[Vec<u32>],
+        label_ids: &[Vec<u32>],
+        work: &TaskBatch<'_>,
+        prefix: &mut PromptCache,
+    ) -> Result<Vec<Vec<f64>>> {
+        let mut missing: Vec<Vec<u32>> = Vec::new();
+        for null in null_prompts {
+            if !self.sums.contains_key(null) && !missing.contains(null) {
+                missing.push(null.clone());
+            }
+        }
+        if !missing.is_empty() {
+            let scored = label_sums(evaluator, &missing, label_ids, work, prefix)?;
+            self.sums.extend(missing.into_iter().zip(scored));
+        }
+        Ok(null_prompts.iter().map(|null| self.sums[null].clone()).collect())
+    }
 }
 
 /// Summed log-likelihood of each of `label_ids` after each of `prompts`, through `work`'s adapter.
