@@ -106,6 +106,25 @@ fn a_killed_run_resumes_to_the_same_adapter_bytes() {
     let lines = std::fs::read_to_string(parts.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 6, "metrics.jsonl should hold each step once:\n{lines}");
 
+    // A new run can start from the finished adapter; one whose [lora] does not fit it is refused.
+    let adapter_dir = whole.join("adapter");
+    let init = format!("init_adapter={:?}", adapter_dir.to_str().unwrap());
+    let continued = home.path().join("continued");
+    let mut args = train_args(continued.to_str().unwrap(), &model);
+    args.extend(["--set", &init, "--set", "steps=1"]);
+    let output = finagent(home.path(), &args, &env);
+    assert!(output.status.success(), "continued run failed: {}", stderr(&output));
+    let saved = std::fs::read_to_string(continued.join("config.toml")).unwrap();
+    assert!(saved.contains("init_adapter"), "{saved}");
+    let refused = home.path().join("refused");
+    let mut args = train_args(refused.to_str().unwrap(), &model);
+    args.extend(["--set", &init, "--set", "lora.rank=8"]);
+    let output = finagent(home.path(), &args, &env);
+    assert!(!output.status.success(), "a rank-8 run started from a rank-4 adapter");
+    let message = stderr(&output);
+    assert!(message.contains("init_adapter") && message.contains("rank 4"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+
     // Without --resume, an existing run is not overwritten.
     let output = finagent(home.path(), &train_args(parts.to_str().unwrap(), &model), &env);
     assert!(!output.status.success());

@@ -192,10 +192,52 @@ pub fn load_adapter_bytes(
 fn attach_stored(
     model: &mut Llama,
     config: &LoraConfig,
-    mut stored: HashMap<String, Tensor>,
+    stored: HashMap<String, Tensor>,
     path: &Path,
 ) -> Result<LoraAdapter> {
     let adapter = attach(model, config, LoraInit::Zeros)?;
+    fill_from_stored(&adapter, stored, path)?;
+    Ok(adapter)
+}
+
+/// Overwrites the matrices of an attached `adapter` with those of the adapter stored in `dir`, to
+/// continue training from it (`init_adapter` in a training configuration). The stored adapter must
+/// have the same rank, alpha, scaling and target modules; its dropout does not matter.
+pub fn init_from_adapter(adapter: &LoraAdapter, dir: &Path) -> Result<()> {
+    let stored_config = read_adapter_config(dir)?;
+    let ours = &adapter.config;
+    let differs = stored_config.rank != ours.rank
+        || stored_config.alpha != ours.alpha
+        || stored_config.rslora != ours.rslora
+        || stored_config.targets != ours.targets;
+    if differs {
+        return Err(Error::InvalidInput {
+            reason: format!(
+                "{}: adapter has rank {}, alpha {}, rslora {} on {:?}; the run's [lora] has rank {}, alpha {}, rslora {} on {:?}",
+                dir.join(ADAPTER_CONFIG).display(),
+                stored_config.rank,
+                stored_config.alpha,
+                stored_config.rslora,
+                stored_config.targets,
+                ours.rank,
+                ours.alpha,
+                ours.rslora,
+                ours.targets
+            ),
+        });
+    }
+    let path = dir.join(ADAPTER_WEIGHTS);
+    let device = adapter.vars().first().map(|var| var.device().clone()).unwrap_or(candle_core::Device::Cpu);
+    let stored = candle_core::safetensors::load(&path, &device).map_err(|source| Error::Safetensors {
+        path: path.clone(),
+        source: crate::error::without_backtrace(source),
+    })?;
+    fill_from_stored(adapter, stored, &path)
+}
+
+/// Sets every matrix of `adapter` from `stored`, which must hold exactly its tensors with its shapes.
+fn fill_from_stored(adapter: &LoraAdapter, mut stored: HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    let config = &adapter.config;
     let origin = path.display().to_string();
     for (key, var) in adapter.named_vars() {
         let tensor = stored
@@ -219,5 +261,5 @@ fn attach_stored(
             ),
         });
     }
-    Ok(adapter)
+    Ok(())
 }

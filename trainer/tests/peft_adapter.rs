@@ -10,7 +10,7 @@ use common::model_path;
 
 use trainer::lora::{attach, LoraConfig, LoraInit};
 use trainer::model::LogitsPositions;
-use trainer::peft::{load_adapter, save_adapter};
+use trainer::peft::{init_from_adapter, load_adapter, save_adapter};
 
 fn fixture() -> PathBuf {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/peft_adapter")).to_path_buf()
@@ -105,4 +105,40 @@ fn a_finagent_adapter_round_trips_and_mismatches_are_named() {
     std::fs::write(broken.path().join("adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": ").unwrap();
     let error = load_adapter(&mut fresh, broken.path()).unwrap_err().to_string();
     assert!(error.contains("adapter_config.json"), "{error}");
+}
+
+#[test]
+fn training_can_start_from_a_saved_adapter_of_the_same_shape_only() {
+    let config = LoraConfig { rank: 4, dropout: 0.0, ..LoraConfig::default() };
+    let mut model = common::training::tiny_model(3);
+    let saved = attach(&mut model, &config, LoraInit::Peft { seed: 7 }).unwrap();
+    for pair in &saved.pairs {
+        let b = pair.b.as_tensor();
+        let values: Vec<f32> = (0..b.elem_count()).map(|i| (i % 5) as f32 * 0.02 - 0.04).collect();
+        pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    save_adapter(&saved, dir.path(), "tiny").unwrap();
+    let values = |adapter: &trainer::lora::LoraAdapter| -> Vec<Vec<f32>> {
+        adapter.vars().iter().map(|var| var.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect()
+    };
+
+    // A run's freshly initialised adapter (another seed, another dropout) takes the saved matrices.
+    let mut fresh_model = common::training::tiny_model(3);
+    let run_config = LoraConfig { dropout: 0.1, ..config.clone() };
+    let fresh = attach(&mut fresh_model, &run_config, LoraInit::Peft { seed: 8 }).unwrap();
+    assert_ne!(values(&fresh), values(&saved));
+    init_from_adapter(&fresh, dir.path()).unwrap();
+    assert_eq!(values(&fresh), values(&saved));
+
+    // Another rank or alpha is refused, naming both settings.
+    for other in [LoraConfig { rank: 8, ..config.clone() }, LoraConfig { alpha: 32.0, ..config.clone() }] {
+        let mut other_model = common::training::tiny_model(3);
+        let adapter = attach(&mut other_model, &other, LoraInit::Peft { seed: 8 }).unwrap();
+        let error = init_from_adapter(&adapter, dir.path()).unwrap_err().to_string();
+        assert!(error.contains("adapter_config.json") && error.contains("the run's [lora]"), "{error}");
+        assert!(error.contains(&format!("rank {}", other.rank)), "{error}");
+    }
+    let error = init_from_adapter(&fresh, Path::new("/nonexistent-adapter")).unwrap_err().to_string();
+    assert!(error.contains("/nonexistent-adapter"), "{error}");
 }

@@ -11,6 +11,7 @@ use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
 use trainer::dist::Collective;
 use trainer::lora::{attach, LoraInit};
+use trainer::peft::init_from_adapter;
 use trainer::quantize::quantize_base_with;
 use trainer::train::data::tokenize;
 use trainer::train::metrics::{write_atomically, StepMetrics};
@@ -81,6 +82,10 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
     quantize_base_with(&mut model, config.base_bits()?, config.int8_matmul)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed })?;
+    if let Some(dir) = &config.init_adapter {
+        init_from_adapter(&adapter, dir)
+            .with_context(|| format!("cannot start from the adapter in {} (init_adapter)", dir.display()))?;
+    }
 
     let data = prepare_data(&config)?;
     let train_set = tokenize(&data.train, &tokenizer, config.data.max_seq_len)?;

@@ -46,6 +46,11 @@ pub struct TrainConfig {
     /// a run's configuration only when not the default, so older runs resume unchanged.
     #[serde(skip_serializing_if = "is_default_int8_matmul")]
     pub int8_matmul: Int8Matmul,
+    /// Start from this adapter's matrices (a PEFT-format directory, e.g. an earlier run's
+    /// `adapter/`) instead of PEFT's initialisation, to continue training it on a new schedule.
+    /// Its rank, alpha and targets must equal `[lora]`'s. Written only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_adapter: Option<PathBuf>,
     pub lora: LoraConfig,
     pub data: DataConfig,
     pub optim: OptimConfig,
@@ -66,6 +71,7 @@ impl Default for TrainConfig {
             gradient_checkpointing: true,
             share_prompt_prefix: true,
             int8_matmul: Int8Matmul::Dequantized,
+            init_adapter: None,
             lora: LoraConfig::default(),
             data: DataConfig::default(),
             optim: OptimConfig::default(),
