@@ -2,7 +2,9 @@
 # LoRA training speed and peak memory: `finagent bench train` and the peer
 # (../shared/bench/peft_train_bench.py: transformers + PEFT + bitsandbytes) on the same machine in
 # the same run, at 32, 8 and 4 bits, batch 8, sequence 128, rank 8 on q/k/v. Prints each JSON line
-# and the ratios finagent/peer. Needs the peer venv (../shared/bench/setup_peer.sh) and an HF folder
+# and the ratios finagent/peer (finagent checkpointed with its frozen products kept, the default;
+# checkpointed and recomputing every layer; every activation kept). Needs the peer venv
+# (../shared/bench/setup_peer.sh) and an HF folder
 # of the default model (made here with gguf_to_hf.py when missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,17 +24,21 @@ bin=$root/target/release/finagent
 for bits in $bits_list; do
     ours=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 --seq 128 \
         --rank 8 --steps "$steps")
+    ours_recomputed=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 \
+        --seq 128 --rank 8 --steps "$steps" --keep-products-mib 0)
     ours_kept=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 --seq 128 \
         --rank 8 --steps "$steps" --gradient-checkpointing false)
     peer=$("$python" "$shared/bench/peft_train_bench.py" --model "$hf" --bits "$bits" --batch 8 --seq 128 \
         --rank 8 --steps "$steps" 2>/dev/null | tail -1)
     echo "$ours"
+    echo "$ours_recomputed"
     echo "$ours_kept"
     echo "$peer"
-    python3 - "$ours" "$ours_kept" "$peer" <<'PY'
+    python3 - "$ours" "$ours_recomputed" "$ours_kept" "$peer" <<'PY'
 import json, sys
-ours, kept, peer = (json.loads(arg) for arg in sys.argv[1:])
-for name, run in (("checkpointed", ours), ("activations kept", kept)):
+ours, recomputed, kept, peer = (json.loads(arg) for arg in sys.argv[1:])
+for name, run in (("checkpointed, products kept", ours), ("checkpointed, recomputed", recomputed),
+                  ("activations kept", kept)):
     print(json.dumps({"bits": run["bits"], "finagent": name,
                       "tokens_per_sec_ratio": round(run["tokens_per_sec"] / peer["tokens_per_sec"], 3),
                       "peak_rss_ratio": round(run["peak_rss_mb"] / peer["peak_rss_mb"], 3)}))

@@ -137,6 +137,28 @@ impl QuantLinear {
     }
 }
 
+impl QuantLinear {
+    /// The gradient of the layer's input for the output gradient `grad` (`[..., out_features]`):
+    /// `grad · deq(W)`, the backward of [`Module::forward`] without running the forward
+    /// (a checkpointed backward that replays a recorded output). Differentiable, as the backward is.
+    pub fn input_gradient(&self, grad: &Tensor) -> candle_core::Result<Tensor> {
+        match grad.dims().last() {
+            Some(&last) if last == self.out_features => {}
+            _ => candle_core::bail!(
+                "quant linear output gradient shape {:?} does not end in out_features {}",
+                grad.dims(),
+                self.out_features
+            ),
+        }
+        grad.contiguous()?.apply_op1_arc(Arc::new(Box::new(ProductOp {
+            weight: Arc::clone(&self.weight),
+            direction: Direction::Backward,
+            llm_int8: None,
+            input: None,
+        })))
+    }
+}
+
 impl Module for QuantLinear {
     /// `x` is `[..., in_features]` (f32, or f64 for gradient checks), on the CPU.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {

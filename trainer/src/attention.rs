@@ -3,7 +3,8 @@
 use candle_core::{Result, Tensor};
 
 use crate::config::LlamaConfig;
-use crate::linear::LinearLayer;
+use crate::linear::{LinearLayer, ProductTape};
+use crate::model::project;
 use crate::rope::RotaryEmbedding;
 
 /// Keys and values of one layer for the positions seen so far, each `[batch, kv_heads, seq, head_dim]`.
@@ -134,15 +135,16 @@ impl Attention {
         positions: Positions<'_>,
         mask: Option<&Tensor>,
         cache: Option<&mut LayerKvCache>,
+        mut tape: Option<&mut ProductTape>,
     ) -> Result<Tensor> {
         let (batch, seq_len, _) = xs.dims3()?;
         let (n_heads, n_kv_heads, head_dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let split_heads = |projected: Tensor, heads: usize| {
             projected.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let queries = split_heads(self.q_proj.forward(xs)?, n_heads)?;
-        let keys = split_heads(self.k_proj.forward(xs)?, n_kv_heads)?;
-        let values = split_heads(self.v_proj.forward(xs)?, n_kv_heads)?;
+        let queries = split_heads(project(self.q_proj.as_ref(), xs, tape.as_deref_mut())?, n_heads)?;
+        let keys = split_heads(project(self.k_proj.as_ref(), xs, tape.as_deref_mut())?, n_kv_heads)?;
+        let values = split_heads(project(self.v_proj.as_ref(), xs, tape.as_deref_mut())?, n_kv_heads)?;
 
         let scale = 1.0 / (head_dim as f64).sqrt();
         let (queries, keys, start_pos) = match positions {
@@ -171,7 +173,7 @@ impl Attention {
         if scores.track_op() {
             // Training: the causal mask is applied inside the differentiable softmax.
             let probs = crate::ops::causal_softmax(&scores, seq_len, start_pos)?;
-            return self.merge_heads(probs.matmul(&values)?, batch, seq_len);
+            return self.merge_heads(probs.matmul(&values)?, batch, seq_len, tape);
         }
         if let Some(mask) = mask {
             scores = scores
@@ -180,18 +182,24 @@ impl Attention {
                 .reshape((batch, n_kv_heads, group * seq_len, total_len))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        self.merge_heads(probs.matmul(&values)?, batch, seq_len)
+        self.merge_heads(probs.matmul(&values)?, batch, seq_len, tape)
     }
 
     /// `[batch, kv_heads, group * seq, head_dim]` back to `[batch, seq, hidden]`, then `o_proj`.
-    fn merge_heads(&self, attended: Tensor, batch: usize, seq_len: usize) -> Result<Tensor> {
+    fn merge_heads(
+        &self,
+        attended: Tensor,
+        batch: usize,
+        seq_len: usize,
+        tape: Option<&mut ProductTape>,
+    ) -> Result<Tensor> {
         let (n_heads, head_dim) = (self.num_heads, self.head_dim);
         let merged = attended.reshape((batch, n_heads, seq_len, head_dim))?.transpose(1, 2)?.reshape((
             batch,
             seq_len,
             n_heads * head_dim,
         ))?;
-        self.o_proj.forward(&merged)
+        project(self.o_proj.as_ref(), &merged, tape)
     }
 }
 

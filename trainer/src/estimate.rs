@@ -242,6 +242,14 @@ fn saved_bytes_per_token(shape: &ModelShape, config: &EstimateConfig) -> u64 {
                 + profile.rebuilt_layer_copies * layer
                 + final_norm
         }
+        SavedActivations::LayerInputsAndProducts => {
+            // Every projection's output (an adapted one's base product too).
+            let products: u64 = shape.projections().iter().map(|projection| projection.out_features).sum();
+            shape.num_layers
+                * (shape.hidden_size * profile.residual_bytes + products * profile.activation_bytes)
+                + profile.rebuilt_layer_copies * layer
+                + final_norm
+        }
         SavedActivations::Everything => shape.num_layers * layer + final_norm,
     }
 }

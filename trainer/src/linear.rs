@@ -1,7 +1,13 @@
 //! The linear-layer seam: the model holds `Box<dyn LinearLayer>`, so a quantized or LoRA-wrapped
 //! layer can replace a dense one without touching the model code.
 
+use std::sync::Arc;
+
 use candle_core::{Module, Result, Tensor};
+
+/// The input gradient of a frozen linear layer as a function of its output gradient
+/// (`grad · W`), detached from the layer so an autograd node can own it.
+pub type InputGradient = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
 /// `y = x W^T` over the last dimension of `x`, for any leading shape.
 pub trait LinearLayer: std::fmt::Debug + Send + Sync {
@@ -24,6 +30,84 @@ pub trait LinearLayer: std::fmt::Debug + Send + Sync {
     /// forward pass then builds no graph and takes the plain (non-differentiable) ops. A layer
     /// with nothing trainable ignores it.
     fn freeze(&mut self) {}
+
+    /// For a layer with nothing trainable, `grad · W` as a standalone function: checkpointed
+    /// training then replays a recorded output of the layer instead of recomputing it
+    /// ([`crate::ops::replay`]). `None` (the default) for layers that hold trainable matrices
+    /// (LoRA) or do not know their adjoint; those are recomputed.
+    fn frozen_input_gradient(&self) -> Option<InputGradient> {
+        None
+    }
+
+    /// [`LinearLayer::forward`] through a [`ProductTape`]: a frozen layer's output is recorded,
+    /// or replayed from the record instead of computed. A layer with trainable matrices tapes
+    /// only its frozen part (LoRA: the base product) and computes the rest.
+    fn forward_taped(&self, xs: &Tensor, tape: &mut ProductTape) -> Result<Tensor> {
+        match self.frozen_input_gradient() {
+            Some(input_gradient) => tape.product(xs, input_gradient, || self.forward(xs)),
+            None => self.forward(xs),
+        }
+    }
+}
+
+/// The outputs of a forward pass's frozen products, in the order they were computed, kept for a
+/// later pass over the same inputs (gradient checkpointing's recomputation) to replay instead of
+/// recompute. Replaying gives the recorded values forward and `grad · W` backward
+/// ([`crate::ops::replay`]), so gradients reach the inputs exactly as through the product.
+#[derive(Debug)]
+pub enum ProductTape {
+    /// Computing, and keeping each frozen product's output (detached).
+    Record(Vec<Tensor>),
+    /// Replaying recorded outputs in order.
+    Replay(std::vec::IntoIter<Tensor>),
+}
+
+impl ProductTape {
+    /// An empty tape that records.
+    pub fn record() -> Self {
+        ProductTape::Record(Vec::new())
+    }
+
+    /// A tape that replays what `self` recorded.
+    pub fn into_replay(self) -> Self {
+        match self {
+            ProductTape::Record(products) => ProductTape::Replay(products.into_iter()),
+            replay => replay,
+        }
+    }
+
+    /// Bytes of the recorded outputs.
+    pub fn bytes(&self) -> usize {
+        match self {
+            ProductTape::Record(products) => {
+                products.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+            }
+            ProductTape::Replay(products) => {
+                products.as_slice().iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+            }
+        }
+    }
+
+    fn product(
+        &mut self,
+        xs: &Tensor,
+        input_gradient: InputGradient,
+        compute: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        match self {
+            ProductTape::Record(products) => {
+                let out = compute()?;
+                products.push(out.detach());
+                Ok(out)
+            }
+            ProductTape::Replay(products) => match products.next() {
+                Some(recorded) => crate::ops::replay(xs, &recorded, input_gradient),
+                None => candle_core::bail!(
+                    "the product tape ran out: the replayed pass computes more products than were recorded"
+                ),
+            },
+        }
+    }
 }
 
 /// A bias-free dense layer with an f32 weight in Hugging Face layout `[out_features, in_features]`.
@@ -79,6 +163,24 @@ impl LinearLayer for DenseLinear {
 
     fn dense_weight(&self) -> Option<&Tensor> {
         Some(&self.weight)
+    }
+
+    fn frozen_input_gradient(&self) -> Option<InputGradient> {
+        let weight = self.weight.clone();
+        Some(Arc::new(move |grad: &Tensor| {
+            let out_features = weight.dims()[0];
+            let dims = grad.dims();
+            if dims.last() != Some(&out_features) {
+                candle_core::bail!("linear layer output gradient expects [.., {out_features}], got {dims:?}");
+            }
+            let rows = grad.elem_count() / out_features.max(1);
+            let product = grad.reshape((rows, out_features))?.contiguous()?.matmul(&weight)?;
+            let mut in_dims = dims.to_vec();
+            if let Some(last) = in_dims.last_mut() {
+                *last = weight.dims()[1];
+            }
+            product.reshape(in_dims)
+        }))
     }
 }
 

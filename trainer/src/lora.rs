@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Device, Tensor, Var};
 use datasets::SplitMix64;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::linear::LinearLayer;
+use crate::linear::{LinearLayer, ProductTape};
 use crate::model::Llama;
 
 /// The projections LoRA can target, by their Hugging Face module names.
@@ -88,6 +89,9 @@ impl LoraConfig {
     }
 }
 
+/// Elements of a dropout mask drawn by one task.
+const MASK_CHUNK: usize = 1 << 15;
+
 /// The dropout switch shared by every layer of one adapter: off for evaluation; during training a
 /// seeded generator the loop re-seeds per micro-batch, so runs are repeatable and resumable.
 #[derive(Debug, Default)]
@@ -123,9 +127,18 @@ impl DropoutControl {
         };
         let keep = 1.0 / (1.0 - p);
         let threshold = f64::from(p);
-        let mask: Vec<f32> =
-            (0..xs.elem_count()).map(|_| if rng.next_f64() < threshold { 0.0 } else { keep }).collect();
+        let start = rng.clone();
+        let n = xs.elem_count();
+        *rng = start.jumped(n as u64);
         drop(guard);
+        // The same mask as drawing every element in order, drawn in chunks on rayon's threads.
+        let mut mask = vec![0f32; n];
+        mask.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(chunk_idx, chunk)| {
+            let mut rng = start.jumped((chunk_idx * MASK_CHUNK) as u64);
+            for slot in chunk {
+                *slot = if rng.next_f64() < threshold { 0.0 } else { keep };
+            }
+        });
         xs * Tensor::from_vec(mask, xs.shape(), xs.device())?
     }
 }
@@ -190,9 +203,9 @@ pub struct LoraLinear {
     dropout: Arc<DropoutControl>,
 }
 
-impl LinearLayer for LoraLinear {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let base = self.base.forward(xs)?;
+impl LoraLinear {
+    /// `base + s·B(A(dropout(xs)))` for the base layer's output `base`.
+    fn add_update(&self, xs: &Tensor, base: Tensor) -> candle_core::Result<Tensor> {
         let dims = xs.dims();
         let rows = xs.elem_count() / self.in_features().max(1);
         let input = self.dropout.apply(xs, self.dropout_p)?.reshape((rows, self.in_features()))?;
@@ -202,6 +215,16 @@ impl LinearLayer for LoraLinear {
             *last = self.out_features();
         }
         base + update.reshape(out_dims)?
+    }
+}
+
+impl LinearLayer for LoraLinear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        self.add_update(xs, self.base.forward(xs)?)
+    }
+
+    fn forward_taped(&self, xs: &Tensor, tape: &mut ProductTape) -> candle_core::Result<Tensor> {
+        self.add_update(xs, self.base.forward_taped(xs, tape)?)
     }
 
     fn in_features(&self) -> usize {
@@ -291,4 +314,27 @@ pub fn attach(model: &mut Llama, config: &LoraConfig, init: LoraInit) -> Result<
         });
     }
     Ok(LoraAdapter { config: config.clone(), pairs, dropout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_masks_drawn_in_chunks_equal_drawing_in_order() {
+        let n = 3 * MASK_CHUNK + 123;
+        let control = DropoutControl::default();
+        control.start(9);
+        let ones = Tensor::ones(n, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let first: Vec<f32> = control.apply(&ones, 0.25).unwrap().to_vec1().unwrap();
+        let second: Vec<f32> = control.apply(&ones, 0.25).unwrap().to_vec1().unwrap();
+
+        let mut rng = SplitMix64::new(9);
+        let mut draw =
+            || -> Vec<f32> { (0..n).map(|_| if rng.next_f64() < 0.25 { 0.0 } else { 1.0 / 0.75 }).collect() };
+        assert_eq!(first, draw());
+        assert_eq!(second, draw(), "the generator continues after the whole first mask");
+        let dropped = first.iter().filter(|&&v| v == 0.0).count() as f64 / n as f64;
+        assert!((dropped - 0.25).abs() < 0.01, "{dropped}");
+    }
 }

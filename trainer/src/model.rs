@@ -7,7 +7,7 @@ use candle_nn::Embedding;
 use crate::attention::{causal_mask, padded_causal_mask, Attention, LayerKvCache, Positions};
 pub use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
-use crate::linear::{DenseLinear, LinearLayer};
+use crate::linear::{DenseLinear, LinearLayer, ProductTape};
 use crate::rope::RotaryEmbedding;
 use crate::weights::{load_checked, LayerWeight, TensorSource, WeightId};
 
@@ -87,10 +87,37 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = self.gate_proj.forward(xs)?.silu()?;
-        let up = self.up_proj.forward(xs)?;
-        self.down_proj.forward(&(gate * up)?)
+    fn forward(&self, xs: &Tensor, mut tape: Option<&mut ProductTape>) -> candle_core::Result<Tensor> {
+        let gate = project(self.gate_proj.as_ref(), xs, tape.as_deref_mut())?.silu()?;
+        let up = project(self.up_proj.as_ref(), xs, tape.as_deref_mut())?;
+        project(self.down_proj.as_ref(), &(gate * up)?, tape)
+    }
+}
+
+/// `layer.forward(xs)`, through `tape` when there is one.
+pub(crate) fn project(
+    layer: &dyn LinearLayer,
+    xs: &Tensor,
+    tape: Option<&mut ProductTape>,
+) -> candle_core::Result<Tensor> {
+    match tape {
+        Some(tape) => layer.forward_taped(xs, tape),
+        None => layer.forward(xs),
+    }
+}
+
+/// The frozen products of one decoder layer's forward pass over a given input (the base
+/// products of q/k/v under LoRA, o, gate, up and down), kept by checkpointed training so the
+/// recomputation in its backward pass replays them ([`Llama::layer_forward_recorded`]).
+#[derive(Debug)]
+pub struct LayerRecord {
+    tape: ProductTape,
+}
+
+impl LayerRecord {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.tape.bytes()
     }
 }
 
@@ -397,12 +424,25 @@ impl Llama {
         mask: Option<&Tensor>,
         cache: Option<&mut LayerKvCache>,
     ) -> Result<Tensor> {
+        self.decoder_layer_taped(idx, xs, positions, mask, cache, None)
+    }
+
+    fn decoder_layer_taped(
+        &self,
+        idx: usize,
+        xs: &Tensor,
+        positions: Positions<'_>,
+        mask: Option<&Tensor>,
+        cache: Option<&mut LayerKvCache>,
+        mut tape: Option<&mut ProductTape>,
+    ) -> Result<Tensor> {
         let layer = &self.layers[idx];
         let normed = self.norm(xs, &layer.attn_norm)?;
-        let attended = layer.attention.forward(&normed, &self.rope, positions, mask, cache)?;
+        let attended =
+            layer.attention.forward(&normed, &self.rope, positions, mask, cache, tape.as_deref_mut())?;
         let xs = (xs + attended)?;
         let normed = self.norm(&xs, &layer.mlp_norm)?;
-        Ok((&xs + layer.mlp.forward(&normed)?)?)
+        Ok((&xs + layer.mlp.forward(&normed, tape)?)?)
     }
 
     /// Number of decoder layers.
@@ -426,6 +466,40 @@ impl Llama {
         let (_, seq_len, _) = xs.dims3()?;
         let mask = if seq_len > 1 { Some(causal_mask(seq_len, 0, &self.device)?) } else { None };
         self.decoder_layer(idx, xs, Positions::Start(0), mask.as_ref(), None)
+    }
+
+    /// [`Llama::layer_forward`], also recording the layer's frozen products for
+    /// [`Llama::layer_forward_replayed`].
+    pub fn layer_forward_recorded(&self, idx: usize, xs: &Tensor) -> Result<(Tensor, LayerRecord)> {
+        let mut tape = ProductTape::record();
+        let out = self.layer_forward_taped(idx, xs, &mut tape)?;
+        Ok((out, LayerRecord { tape: tape.into_replay() }))
+    }
+
+    /// [`Llama::layer_forward`] over the input `record` was made from
+    /// ([`Llama::layer_forward_recorded`]), with the frozen products replayed instead of
+    /// recomputed: the same output up to float rounding and the same gradients, for only the
+    /// adapters', the attention's and the elementwise work.
+    pub fn layer_forward_replayed(&self, idx: usize, xs: &Tensor, record: LayerRecord) -> Result<Tensor> {
+        let mut tape = record.tape;
+        let out = self.layer_forward_taped(idx, xs, &mut tape)?;
+        if tape.bytes() > 0 {
+            return Err(Error::InvalidInput {
+                reason: format!("layer {idx} replayed fewer products than its record holds"),
+            });
+        }
+        Ok(out)
+    }
+
+    fn layer_forward_taped(&self, idx: usize, xs: &Tensor, tape: &mut ProductTape) -> Result<Tensor> {
+        if idx >= self.layers.len() {
+            return Err(Error::InvalidInput {
+                reason: format!("layer {idx} does not exist (the model has {})", self.layers.len()),
+            });
+        }
+        let (_, seq_len, _) = xs.dims3()?;
+        let mask = if seq_len > 1 { Some(causal_mask(seq_len, 0, &self.device)?) } else { None };
+        self.decoder_layer_taped(idx, xs, Positions::Start(0), mask.as_ref(), None, Some(tape))
     }
 
     /// Decoder layer `idx` over a batch whose rows share a prompt prefix: `prefix` (`[1, p, hidden]`,

@@ -57,6 +57,56 @@ impl CustomOp1 for FrozenLinear {
     }
 }
 
+/// A frozen linear layer's output recorded in an earlier forward pass over the same input, put
+/// back into the graph as a function of `xs`: the forward copies `recorded` (no product), the
+/// backward is `input_gradient(grad)`. Checkpointed training uses it for the layers outside the
+/// adapter, whose recomputation would only reproduce the recorded values.
+pub fn replay(
+    xs: &Tensor,
+    recorded: &Tensor,
+    input_gradient: crate::linear::InputGradient,
+) -> Result<Tensor> {
+    let (input_dims, output_dims) = (xs.dims(), recorded.dims());
+    if input_dims.len() != output_dims.len()
+        || input_dims[..input_dims.len() - 1] != output_dims[..output_dims.len() - 1]
+    {
+        candle_core::bail!(
+            "replay of a recorded {output_dims:?} output over an input of shape {input_dims:?}"
+        )
+    }
+    let op = Replay { recorded: recorded.contiguous()?, input_gradient };
+    xs.apply_op1_arc(Arc::new(Box::new(op)))
+}
+
+struct Replay {
+    recorded: Tensor,
+    input_gradient: crate::linear::InputGradient,
+}
+
+impl CustomOp1 for Replay {
+    fn name(&self) -> &'static str {
+        "replay-linear"
+    }
+
+    fn cpu_fwd(&self, _input: &CpuStorage, _layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (storage, layout) = self.recorded.storage_and_layout();
+        let Storage::Cpu(storage) = &*storage else { candle_core::bail!("replay runs on the cpu only") };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("replay needs a contiguous recorded output")
+        };
+        let copy = match storage {
+            CpuStorage::F32(values) => CpuStorage::F32(values[start..end].to_vec()),
+            CpuStorage::F64(values) => CpuStorage::F64(values[start..end].to_vec()),
+            other => candle_core::bail!("replay of a {:?} output", other.dtype()),
+        };
+        Ok((copy, layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((self.input_gradient)(grad_res)?))
+    }
+}
+
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{op} needs a contiguous input, got strides {:?}", layout.stride())

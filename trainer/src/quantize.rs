@@ -148,6 +148,11 @@ impl LinearLayer for QuantizedLinear {
         self.inner.forward(xs)
     }
 
+    fn frozen_input_gradient(&self) -> Option<crate::linear::InputGradient> {
+        let inner = self.inner.clone();
+        Some(std::sync::Arc::new(move |grad: &Tensor| inner.input_gradient(grad)))
+    }
+
     fn in_features(&self) -> usize {
         self.inner.in_features()
     }

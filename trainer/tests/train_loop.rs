@@ -13,7 +13,7 @@ use trainer::dist::Collective;
 use trainer::lora::{attach, LoraConfig, LoraInit, ALL_LINEAR};
 use trainer::quantize::{quantize_base, quantize_base_with, BaseBits, Int8Matmul};
 use trainer::train::data::TokenizedExample;
-use trainer::train::run::{shared_prefix_len, token_loss, MIN_SHARED_PREFIX};
+use trainer::train::run::{checkpointed_gradients, shared_prefix_len, token_loss, MIN_SHARED_PREFIX};
 use trainer::train::{train, TrainConfig, TrainJob, TrainSummary};
 
 fn config(steps: usize) -> TrainConfig {
@@ -272,6 +272,101 @@ fn gradient_checkpointing_gives_the_same_training_as_keeping_activations() {
         .fold(0f32, f32::max);
     assert!(max_diff < 1e-5, "checkpointed training differs by {max_diff}");
     assert!(checkpointed.iter().flatten().any(|&v| v != 0.0));
+}
+
+#[test]
+fn replaying_the_kept_frozen_products_trains_as_recomputing_them() {
+    let data = toy_examples(32, 5);
+    let cases = [
+        (BaseBits::Int8, Int8Matmul::Dequantized),
+        (BaseBits::Int8, Int8Matmul::LlmInt8),
+        (BaseBits::Nf4, Int8Matmul::Dequantized),
+        (BaseBits::F32, Int8Matmul::Dequantized),
+    ];
+    for (bits, int8_matmul) in cases {
+        // LoRA on q/k/v (their base products, o and the MLP are replayed), with dropout.
+        let mut config = config(3);
+        config.int8_matmul = int8_matmul;
+        config.gradient_checkpointing = true;
+        config.keep_products_mib = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let (replayed_summary, replayed) =
+            run(&config, bits, &data, dir.path(), false, &mut SingleProcess::new(), None);
+        config.keep_products_mib = 0;
+        let dir = tempfile::tempdir().unwrap();
+        let (recomputed_summary, recomputed) =
+            run(&config, bits, &data, dir.path(), false, &mut SingleProcess::new(), None);
+        // The kept products come from the first forward pass, whose norms and softmax run on
+        // candle's inference kernels, the recomputation's on the differentiable ops: equal up to
+        // float rounding, not bit for bit.
+        let max_diff = replayed
+            .iter()
+            .flatten()
+            .zip(recomputed.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_diff < 1e-6,
+            "{bits:?} {int8_matmul:?}: replayed products train differently by {max_diff}"
+        );
+        let loss_diff = (replayed_summary.final_loss - recomputed_summary.final_loss).abs();
+        let loss_bound = 1e-6 * recomputed_summary.final_loss.abs().max(1.0);
+        assert!(loss_diff < loss_bound, "{bits:?} {int8_matmul:?}: final losses differ by {loss_diff}");
+        assert!(replayed.iter().flatten().any(|&v| v != 0.0));
+    }
+}
+
+#[test]
+fn a_products_budget_keeps_the_layers_that_fit_and_recomputes_the_rest() {
+    let data = toy_examples(8, 9);
+    let batch: Vec<&TokenizedExample> = data.iter().collect();
+    let mut model = tiny_model(1);
+    quantize_base_with(&mut model, BaseBits::Int8, Int8Matmul::Dequantized).unwrap();
+    let lora = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.1, ..LoraConfig::default() };
+    let adapter = attach(&mut model, &lora, LoraInit::Peft { seed: 3 }).unwrap();
+    for pair in &adapter.pairs {
+        let b = pair.b.as_tensor();
+        let values: Vec<f32> = (0..b.elem_count()).map(|i| (i % 7) as f32 * 0.01 - 0.03).collect();
+        pair.b.set(&candle_core::Tensor::from_vec(values, b.shape(), b.device()).unwrap()).unwrap();
+    }
+    let gradients = |keep_bytes: usize| {
+        let result = checkpointed_gradients(&model, &adapter, &batch, 0.1, 5, false, keep_bytes).unwrap();
+        adapter.dropout.stop();
+        result
+    };
+    let (_, record) = model
+        .layer_forward_recorded(
+            0,
+            &model
+                .embed(&candle_core::Tensor::new(&[[1u32, 2, 3]], &candle_core::Device::Cpu).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(record.bytes() > 0);
+    let (loss, recomputed) = gradients(0);
+    let layers = model.num_layers();
+    // Nothing, the first layer only (a budget just under two layers), and every layer kept.
+    let rows: usize = batch.iter().map(|example| example.ids.len() - 1).max().unwrap() * batch.len();
+    let per_layer = record.bytes() / 3 * rows;
+    for keep_bytes in [1, 2 * per_layer - 1, layers * per_layer * 2] {
+        let (kept_loss, kept) = gradients(keep_bytes);
+        assert!(
+            (kept_loss - loss).abs() <= 1e-6 * loss.abs().max(1.0),
+            "{keep_bytes}: {kept_loss} vs {loss}"
+        );
+        let max_diff = kept
+            .iter()
+            .flatten()
+            .zip(recomputed.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let largest = recomputed.iter().flatten().fold(0f32, |max, v| max.max(v.abs()));
+        assert!(largest > 0.0);
+        assert!(
+            max_diff <= 1e-5 * largest,
+            "{keep_bytes} bytes kept: gradients differ by {max_diff} (largest {largest})"
+        );
+    }
 }
 
 #[test]

@@ -40,6 +40,11 @@ pub struct TrainArgs {
     /// activations (what the peer script does).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     gradient_checkpointing: bool,
+    /// With gradient checkpointing: MiB for frozen products kept from the forward pass for the
+    /// backward pass to replay instead of recompute (`keep_products_mib` in a training config;
+    /// 0 recomputes every layer).
+    #[arg(long, default_value_t = TrainConfig::default().keep_products_mib, value_name = "MIB")]
+    keep_products_mib: usize,
     /// GGUF file or Hugging Face folder (default: the downloaded default model).
     #[arg(long, env = "FINAGENT_MODEL", value_name = "PATH")]
     model: Option<PathBuf>,
@@ -71,6 +76,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         eval_every: 0,
         checkpoint_every: 0,
         gradient_checkpointing: args.gradient_checkpointing,
+        keep_products_mib: args.keep_products_mib,
         int8_matmul: args.int8_matmul.into(),
         lora: LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() },
         optim: trainer::train::config::OptimConfig {
@@ -122,6 +128,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         "seq": args.seq,
         "rank": args.rank,
         "gradient_checkpointing": args.gradient_checkpointing,
+        "keep_products_mib": if args.gradient_checkpointing { args.keep_products_mib } else { 0 },
         "tokens_per_sec": (median * 10.0).round() / 10.0,
         "peak_rss_mb": super::peak_rss_mb()?,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -7,6 +7,10 @@ pub enum SavedActivations {
     /// Gradient checkpointing: each layer keeps only its input; one layer's intermediates are
     /// rebuilt at a time during the backward pass.
     LayerInputs,
+    /// As `LayerInputs`, and each layer also keeps the outputs of its frozen products (the base
+    /// products of adapted projections included), which the backward pass replays instead of
+    /// recomputing (finagent's `keep_products_mib`, with a budget large enough for every layer).
+    LayerInputsAndProducts,
     /// Every layer keeps every intermediate of its forward pass.
     Everything,
 }
@@ -86,8 +90,8 @@ pub const GPU_FINLORA: Profile = Profile {
 };
 
 /// finagent itself on the CPU (candle), as `finagent train` runs by default: f32 everywhere,
-/// layer-wise gradient checkpointing (each layer's input kept; one layer's intermediates, eager
-/// attention scores included, rebuilt at a time), logits only at the answer positions, the base
+/// layer-wise gradient checkpointing (each layer's input and frozen products kept; one layer's
+/// intermediates, eager attention scores included, rebuilt at a time), logits only at the answer positions, the base
 /// resident in its quantized form with f32 embedding and norms, loaded in f32 first.
 ///
 /// Calibrated against `finagent bench train` peak RSS on SmolLM2-135M (batch 8, seq 128, rank 8,
@@ -104,7 +108,7 @@ pub const CPU_FINAGENT: Profile = Profile {
     optimizer_bytes_per_param: 8,
     activation_bytes: 4,
     residual_bytes: 4,
-    saved: SavedActivations::LayerInputs,
+    saved: SavedActivations::LayerInputsAndProducts,
     attention_scores: true,
     extra_hidden_per_layer: 8,
     logit_bytes_training: 12,

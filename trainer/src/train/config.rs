@@ -37,6 +37,14 @@ pub struct TrainConfig {
     /// Recompute each decoder layer in the backward pass instead of keeping every layer's
     /// activations: one extra forward pass for activation memory of one layer.
     pub gradient_checkpointing: bool,
+    /// With gradient checkpointing: MiB per micro-batch for the outputs of frozen products (the
+    /// base products of q/k/v under LoRA, o, gate, up, down) kept from the forward pass, so the
+    /// backward pass replays them instead of recomputing them. Layers are kept from the first
+    /// while the budget lasts (about 20 KB per token per layer on SmolLM2: 640 MiB keeps every
+    /// layer of 8 rows of 128 tokens); the others are recomputed. 0 recomputes every layer.
+    /// The same gradients up to float rounding (the first pass runs candle's inference kernels
+    /// for norms and softmax). Batches computed over a shared prompt prefix recompute.
+    pub keep_products_mib: usize,
     /// Compute a prompt prefix common to every example of a micro-batch (at least
     /// `run::MIN_SHARED_PREFIX` tokens, such as FiNER's list of tags) once instead of once per
     /// row. Same gradients up to float summation order; `false` reproduces runs made before it.
@@ -69,6 +77,7 @@ impl Default for TrainConfig {
             checkpoint_every: 50,
             keep_checkpoints: 2,
             gradient_checkpointing: true,
+            keep_products_mib: 1024,
             share_prompt_prefix: true,
             int8_matmul: Int8Matmul::Dequantized,
             init_adapter: None,

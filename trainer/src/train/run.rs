@@ -171,7 +171,8 @@ fn train_inner(
             let dropout_seed = mix(config.seed, step as u64 + 1, (micro_idx * world_size + rank) as u64);
             let share = config.share_prompt_prefix;
             let (sum, micro_grads) = if config.gradient_checkpointing {
-                checkpointed_gradients(job.model, job.adapter, &examples, scale, dropout_seed, share)?
+                let keep = config.keep_products_mib << 20;
+                checkpointed_gradients(job.model, job.adapter, &examples, scale, dropout_seed, share, keep)?
             } else {
                 job.adapter.dropout.start(dropout_seed);
                 micro_batch_gradients(job.model, job.adapter, &examples, scale, share)?
@@ -404,14 +405,18 @@ pub fn token_loss(
 /// of every layer's, for one extra forward pass. Dropout is re-seeded per layer so the recomputed
 /// masks equal the first pass's. A shared prompt prefix is a second stream through the layers
 /// ([`Llama::layer_forward_shared`]) with its own incoming gradient, which comes from the rows'
-/// attention to it.
-fn checkpointed_gradients(
+/// attention to it. With `keep_bytes` above 0, the forward pass also keeps the frozen products of
+/// the first layers that fit in it ([`Llama::layer_forward_recorded`]) and the backward pass
+/// replays them instead of recomputing. Returns the loss sum and each adapter matrix's gradient
+/// (times `scale`), in [`LoraAdapter::vars`] order.
+pub fn checkpointed_gradients(
     model: &Llama,
     adapter: &LoraAdapter,
     examples: &[&TokenizedExample],
     scale: f64,
     dropout_seed: u64,
     share_prefix: bool,
+    keep_bytes: usize,
 ) -> Result<(f64, Vec<Vec<f32>>)> {
     let batch = loss_batch(model, examples, share_prefix)?;
     let vars = adapter.vars();
@@ -430,6 +435,8 @@ fn checkpointed_gradients(
     let seed_layer = |idx: usize| adapter.dropout.start(mix(dropout_seed, idx as u64, 0x5eed));
 
     let mut inputs = Vec::with_capacity(model.num_layers());
+    let mut records = Vec::with_capacity(model.num_layers());
+    let mut kept_bytes = 0;
     let mut prefix_inputs = Vec::new();
     let mut xs = model.embed(&batch.input)?;
     let mut prefix = batch.prefix.as_ref().map(|ids| model.embed(ids)).transpose()?;
@@ -440,6 +447,13 @@ fn checkpointed_gradients(
                 let (prefix_out, out) = model.layer_forward_shared(idx, &prefix_in, &xs)?;
                 prefix_inputs.push(prefix_in);
                 prefix = Some(prefix_out.detach());
+                out.detach()
+            }
+            None if kept_bytes < keep_bytes => {
+                let (out, record) = model.layer_forward_recorded(idx, &xs)?;
+                kept_bytes += record.bytes();
+                // A record over the budget is dropped, and no later layer records.
+                records.push((kept_bytes <= keep_bytes).then_some(record));
                 out.detach()
             }
             None => model.layer_forward(idx, &xs)?.detach(),
@@ -477,7 +491,13 @@ fn checkpointed_gradients(
                     None => rows,
                 }
             }
-            None => (model.layer_forward(idx, input.as_tensor())? * &upstream)?.sum_all()?,
+            None => {
+                let out = match records.get_mut(idx).and_then(Option::take) {
+                    Some(record) => model.layer_forward_replayed(idx, input.as_tensor(), record)?,
+                    None => model.layer_forward(idx, input.as_tensor())?,
+                };
+                (out * &upstream)?.sum_all()?
+            }
         };
         let grads = objective.backward()?;
         for (slot, var) in vars.iter().enumerate() {
