@@ -5,7 +5,27 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for a command's output on stdout: when the reader has gone (`finagent ... | head`)
+/// the process ends as a command-line tool killed by SIGPIPE would (status 141), instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            crate::stdout_failed(error);
+        }
+    }};
+}
+
 mod cmd;
+
+/// Ends the process after a failed write to stdout (see `outln!`).
+fn stdout_failed(error: std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: cannot write to standard output: {error}");
+    std::process::exit(1);
+}
 
 /// Answers questions about public XBRL filings with a small local LLM, and finetunes, evaluates
 /// and quantizes such LLMs for finance (FinLoRA's QLoRA recipe).

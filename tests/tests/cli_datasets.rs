@@ -125,3 +125,28 @@ fn retrieval_without_facts_to_show_is_refused() {
     assert!(!output.status.success(), "a top-k of 0 was accepted");
     assert!(text(&output.stderr).contains("--top-k must be at least 1"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn a_reader_that_closes_the_pipe_ends_the_process_without_a_panic() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let Some(shared) = common::shared() else { return };
+    let home = tempfile::tempdir().unwrap();
+    // Every FPB test prompt: far more than a pipe holds, so writing fails once the reader is gone.
+    let mut child = Command::new(common::binary())
+        .args(["datasets", "show", "fpb", "--limit", "100000"])
+        .env("FINAGENT_HOME", home.path())
+        .env("FINAGENT_DATA", shared.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{:?}: {stderr}", output.status);
+}

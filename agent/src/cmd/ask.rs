@@ -102,7 +102,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let resolved = resolve(question, &companies)?;
     let response = respond(&index, &resolved, &mut model)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
+        outln!("{}", serde_json::to_string_pretty(&response)?);
     } else {
         match &response {
             Response::Value(answer) => print_answer(answer),
@@ -161,11 +161,11 @@ pub fn indexed_companies(index: &FactIndex) -> Result<CompanyDirectory> {
 }
 
 fn print_answer(answer: &Answer) {
-    println!("{}", answer.answer);
+    outln!("{}", answer.answer);
     if let Some(fact) = &answer.source {
         match &fact.label {
-            Some(label) => println!("  concept   {} ({label})", fact.concept),
-            None => println!("  concept   {}", fact.concept),
+            Some(label) => outln!("  concept   {} ({label})", fact.concept),
+            None => outln!("  concept   {}", fact.concept),
         }
         if let Some(period) = &answer.period {
             let text = match (&period.start, &period.end) {
@@ -173,27 +173,27 @@ fn print_answer(answer: &Answer) {
                 (None, Some(end)) => format!("at {end}"),
                 _ => "forever".to_string(),
             };
-            println!("  period    {text} (fiscal year {})", answer.fiscal_year);
+            outln!("  period    {text} (fiscal year {})", answer.fiscal_year);
         }
-        println!(
+        outln!(
             "  value     {} {} as filed{}",
             fact.value.as_deref().unwrap_or("nil"),
             fact.unit.as_deref().unwrap_or(""),
             fact.decimals.as_deref().map(|d| format!(" (decimals {d})")).unwrap_or_default()
         );
-        println!(
+        outln!(
             "  filing    {} {}{}",
             answer.entity.as_deref().unwrap_or(&answer.ticker),
             fact.form.as_deref().unwrap_or("filing"),
             fact.accession.as_deref().map(|a| format!(", accession {a}")).unwrap_or_default()
         );
-        println!("  source    {}, context {}", fact.source, fact.context_id);
-        println!("  model     {:?} agrees with the filing", answer.model_answer);
+        outln!("  source    {}, context {}", fact.source, fact.context_id);
+        outln!("  model     {:?} agrees with the filing", answer.model_answer);
     } else {
-        println!("  retrieved facts (not confirmed by the model):");
+        outln!("  retrieved facts (not confirmed by the model):");
         for fact in &answer.retrieved {
             let period = fact.period.end.clone().unwrap_or_default();
-            println!(
+            outln!(
                 "    {} = {} {} (period ending {period}, {})",
                 fact.concept,
                 fact.value.as_deref().unwrap_or("nil"),
@@ -205,13 +205,13 @@ fn print_answer(answer: &Answer) {
 }
 
 fn print_computed(computed: &Computed) {
-    println!("{}", computed.answer);
-    println!("  formula   {}", computed.formula);
+    outln!("{}", computed.answer);
+    outln!("  formula   {}", computed.formula);
     if let Some(substituted) = &computed.substituted {
-        println!("  values    {substituted}");
+        outln!("  values    {substituted}");
     }
     for operand in &computed.operands {
-        println!();
+        outln!();
         print_answer(operand);
     }
 }

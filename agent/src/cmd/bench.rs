@@ -187,7 +187,7 @@ fn run_matmul(args: &MatmulArgs) -> Result<()> {
                         "ms": (ms * 1e4).round() / 1e4,
                         "best_ms": (best_ms * 1e4).round() / 1e4,
                     });
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
         }

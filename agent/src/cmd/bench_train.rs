@@ -133,6 +133,6 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         "peak_rss_mb": super::peak_rss_mb()?,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     });
-    println!("{report}");
+    outln!("{report}");
     Ok(())
 }

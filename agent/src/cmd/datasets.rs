@@ -148,12 +148,12 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 
 fn list() -> Result<()> {
     let config = LoadConfig::default();
-    println!("{:<26} {:<12} {:>10}  labels", "task", "kind", "max_tokens");
+    outln!("{:<26} {:<12} {:>10}  labels", "task", "kind", "max_tokens");
     for task in Task::ALL {
         let labels =
             task.labels(config.nwgi).map_or_else(|| "free text".to_string(), |labels| labels.join("/"));
         let kind = format!("{:?}", task.kind()).to_lowercase();
-        println!("{:<26} {:<12} {:>10}  {labels}", task.name(), kind, task.max_new_tokens());
+        outln!("{:<26} {:<12} {:>10}  {labels}", task.name(), kind, task.max_new_tokens());
     }
     Ok(())
 }
@@ -175,11 +175,11 @@ fn load(data: &DataDir, task: Task, split: Split, skip_invalid: bool) -> Result<
 fn show(data: &DataDir, args: ShowArgs) -> Result<()> {
     let examples = load(data, args.task, args.split.into(), args.skip_invalid)?;
     for example in examples.iter().take(args.limit) {
-        println!("--- {} (line {})", example.id, example.line);
-        println!("{}", example.prompt);
-        println!(">>> {}", example.target);
+        outln!("--- {} (line {})", example.id, example.line);
+        outln!("{}", example.prompt);
+        outln!(">>> {}", example.target);
     }
-    println!("({} of {} examples shown)", args.limit.min(examples.len()), examples.len());
+    outln!("({} of {} examples shown)", args.limit.min(examples.len()), examples.len());
     Ok(())
 }
 
@@ -222,7 +222,7 @@ fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
             Some(dir) => {
                 let path = dir.join(task.name()).join(format!("{}.jsonl", split.name()));
                 if !path.is_file() {
-                    println!("{task}: no {} split in {}", split.name(), dir.display());
+                    outln!("{task}: no {} split in {}", split.name(), dir.display());
                     continue;
                 }
                 let config = LoadConfig {
@@ -234,7 +234,7 @@ fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
                     .examples
             }
             None if data.file(task, split).is_err() => {
-                println!("{task}: no {} split", split.name());
+                outln!("{task}: no {} split", split.name());
                 continue;
             }
             None => load(data, task, split, args.skip_invalid)?,
@@ -244,15 +244,15 @@ fn stats(home: Option<&Path>, data: &DataDir, args: StatsArgs) -> Result<()> {
             *by_label.entry(example.label.as_deref().unwrap_or("(free text)")).or_default() += 1;
         }
         let distribution: Vec<String> = by_label.iter().map(|(label, n)| format!("{label}: {n}")).collect();
-        println!("{task} {}: {} rows; {}", split.name(), examples.len(), distribution.join(", "));
+        outln!("{task} {}: {} rows; {}", split.name(), examples.len(), distribution.join(", "));
         let by_filing = rows_per_filing(&examples);
         if !by_filing.is_empty() {
             let counts: Vec<String> =
                 by_filing.iter().map(|((company, year), n)| format!("{company} {year}: {n}")).collect();
-            println!("  rows per filing ({}): {}", by_filing.len(), counts.join(", "));
+            outln!("  rows per filing ({}): {}", by_filing.len(), counts.join(", "));
         }
         if let (Some(tokenizer), false) = (&tokenizer, examples.is_empty()) {
-            println!("  {}", token_percentiles(tokenizer, &examples)?);
+            outln!("  {}", token_percentiles(tokenizer, &examples)?);
         }
     }
     Ok(())
@@ -326,17 +326,17 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         .with_context(|| format!("cannot generate from {}", args.filings.display()))?;
     let paths = generated.write(&args.out)?;
     for skipped in &generated.skipped_filings {
-        println!("skipped {}: {}", skipped.path.display(), skipped.reason);
+        outln!("skipped {}: {}", skipped.path.display(), skipped.reason);
     }
-    println!("rows per task:");
+    outln!("rows per task:");
     for (task, n_rows) in generated.rows_per_task() {
-        println!("  {:<26} {n_rows}", task.name());
+        outln!("  {:<26} {n_rows}", task.name());
     }
-    println!("rows per filing:");
+    outln!("rows per filing:");
     for (doc_path, (split, n_rows)) in generated.rows_per_filing() {
-        println!("  {doc_path:<45} {:<10} {n_rows}", split.name());
+        outln!("  {doc_path:<45} {:<10} {n_rows}", split.name());
     }
-    println!(
+    outln!(
         "wrote {} files to {} ({} prompts over the length limit dropped) in {:.2} s",
         paths.len(),
         args.out.display(),

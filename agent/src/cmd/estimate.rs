@@ -105,10 +105,10 @@ pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
             "training": breakdown_json(&memory.training),
             "inference": breakdown_json(&memory.inference),
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {}-bit base, LoRA rank {} on {}, batch {}, seq {}, profile {}",
         args.model,
         args.bits.bits(),
@@ -118,12 +118,12 @@ pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
         args.seq,
         profile.name
     );
-    println!(
+    outln!(
         "parameters {:.2} B, adapter parameters {:.2} M",
         shape.n_params() as f64 / 1e9,
         n_adapter as f64 / 1e6
     );
-    println!();
+    outln!();
     print_table(&memory.training, &memory.inference);
     Ok(())
 }
@@ -182,9 +182,9 @@ fn print_table(training: &Breakdown, inference: &Breakdown) {
         |breakdown: &Breakdown, name: &str| breakdown.get(name).map(size).unwrap_or_else(|| "-".into());
     let training_header = format!("training {unit}");
     let inference_header = format!("inference {unit}");
-    println!("{:<28} {training_header:>14} {inference_header:>14}", "component");
+    outln!("{:<28} {training_header:>14} {inference_header:>14}", "component");
     for name in names {
-        println!("{:<28} {:>14} {:>14}", name, cell(training, name), cell(inference, name));
+        outln!("{:<28} {:>14} {:>14}", name, cell(training, name), cell(inference, name));
     }
-    println!("{:<28} {:>14} {:>14}", "total", size(training.total), size(inference.total));
+    outln!("{:<28} {:>14} {:>14}", "total", size(training.total), size(inference.total));
 }

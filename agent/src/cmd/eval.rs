@@ -261,7 +261,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
+        outln!("{}", serde_json::to_string_pretty(&run)?);
     } else {
         print_table(&run);
     }
@@ -414,12 +414,20 @@ fn check_settings(
 }
 
 fn print_table(run: &EvalRun) {
-    println!(
+    outln!(
         "{:<14} {:<9} {:>5} {:>9} {:>9} {:>7} {:>8} {:>9} {:>8}",
-        "task", "mode", "n", "acc(FL)", "acc(str)", "F1", "F1(raw)", "unparsed", "s/ex"
+        "task",
+        "mode",
+        "n",
+        "acc(FL)",
+        "acc(str)",
+        "F1",
+        "F1(raw)",
+        "unparsed",
+        "s/ex"
     );
     for m in &run.results {
-        println!(
+        outln!(
             "{:<14} {:<9} {:>5} {:>8.2}% {:>8.2}% {:>7.3} {:>8.3} {:>8.1}% {:>8.4}",
             m.task.name(),
             m.mode.name(),
@@ -432,7 +440,7 @@ fn print_table(run: &EvalRun) {
             m.seconds_per_example
         );
     }
-    println!(
+    outln!(
         "peak memory {:.0} MiB, load {:.1} s, adapters {} bytes",
         run.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         run.load_seconds,

@@ -36,11 +36,6 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     }
     let mut index = FactIndex::create_or_open(&paths.index)?;
     let summary = index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
-    println!(
-        "indexed {} facts from {} filings into {}",
-        summary.facts,
-        summary.filings,
-        paths.index.display()
-    );
+    outln!("indexed {} facts from {} filings into {}", summary.facts, summary.filings, paths.index.display());
     Ok(())
 }

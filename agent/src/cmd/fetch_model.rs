@@ -17,6 +17,6 @@ pub struct Args {
 pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let paths = Paths::resolve(home, None, args.to.as_deref());
     let path = ensure_default_model(&paths.model)?;
-    println!("{}", path.display());
+    outln!("{}", path.display());
     Ok(())
 }

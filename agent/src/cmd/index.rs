@@ -46,7 +46,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         bar.inc(1);
     })?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "indexed {} facts from {} filings into {} ({} issues while reading); the index holds {} facts",
         summary.facts,
         summary.filings,

@@ -40,7 +40,7 @@ pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
             return Err(err).with_context(|| format!("quantizing {} to {format}", args.model.display()));
         }
     };
-    println!(
+    outln!(
         "wrote {} ({format}): {} tensors, {} bytes, {:.3} bytes/param over {} quantized params, {:.1} s",
         args.out.display(),
         report.n_tensors,

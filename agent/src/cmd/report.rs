@@ -49,6 +49,6 @@ pub fn run(_home: Option<&Path>, args: Args) -> Result<()> {
     for (name, text) in &files {
         write_atomically(&args.out.join(name), text.as_bytes())?;
     }
-    println!("{}", std::fs::read_to_string(args.out.join("report.md"))?.trim_end());
+    outln!("{}", std::fs::read_to_string(args.out.join("report.md"))?.trim_end());
     Ok(())
 }

@@ -144,7 +144,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             "tokens_per_sec": summary.tokens_per_sec,
             "adapter": summary.adapter_dir,
         });
-        println!("{report}");
+        outln!("{report}");
     }
     Ok(())
 }
