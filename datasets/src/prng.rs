@@ -65,8 +65,8 @@ mod tests {
         let mut sequential = SplitMix64::new(77);
         let drawn: Vec<u64> = (0..10).map(|_| sequential.next_u64()).collect();
         let start = SplitMix64::new(77);
-        for skip in 0..10 {
-            assert_eq!(start.jumped(skip as u64).next_u64(), drawn[skip]);
+        for (skip, &value) in drawn.iter().enumerate() {
+            assert_eq!(start.jumped(skip as u64).next_u64(), value);
         }
         assert_eq!(start.jumped(10).next_u64(), sequential.next_u64());
     }
