@@ -11,10 +11,14 @@
 #               (configs/multitask-r8-8bit-continued.toml)
 #   train-mt4   multi-task adapter, 4-bit base, rank 4   (configs/multitask-r4-4bit.toml)
 #   train-fpb   single-task FPB adapter, 8-bit, rank 8   (configs/fpb-r8-8bit.toml)
+#   train-fpbc  the FPB adapter's second cycle, 400 more steps from train-fpb's adapter
+#               (configs/fpb-r8-8bit-continued.toml)
+#   train-fpbc3 its third cycle: the same config from the second cycle's adapter, seed 44
 #   train-finer single-task FiNER adapter, 8-bit, rank 8 (configs/finer-r8-8bit.toml)
 #   eval-base   the 8-bit base on every task's full test split
 #   eval-mt8 | eval-mt4 | eval-fpb | eval-finer   the adapters on the full test splits (the
 #               single-task adapters on their own task)
+#   eval-fpbc | eval-fpbc3   the FPB adapter after its second / third cycle on FPB's test split
 #   eval-mt8c   the second cycle's adapter on the full test splits, the tasks below their goals first
 #   eval-mt8-score  the multi-task r8 adapter by label scoring (summed and calibrated) on the
 #               classification tasks' full test splits
@@ -65,6 +69,13 @@ for step in "$@"; do
         train runs/multitask-r8-8bit-continued configs/multitask-r8-8bit-continued.toml ;;
     train-mt4) train runs/multitask-r4-4bit configs/multitask-r4-4bit.toml ;;
     train-fpb) train runs/fpb-r8-8bit configs/fpb-r8-8bit.toml ;;
+    train-fpbc)
+        adapter runs/fpb-r8-8bit >/dev/null
+        train runs/fpb-r8-8bit-continued configs/fpb-r8-8bit-continued.toml ;;
+    train-fpbc3)
+        adapter runs/fpb-r8-8bit-continued >/dev/null
+        "$finagent" train --out runs/fpb-r8-8bit-cycle3 --config configs/fpb-r8-8bit-continued.toml \
+            --set 'init_adapter="runs/fpb-r8-8bit-continued/adapter"' --set seed=44 --quiet --resume ;;
     train-finer) train runs/finer-r8-8bit configs/finer-r8-8bit.toml ;;
     eval-base) evaluate base8 "base, 8-bit" "$all_tasks" ;;
     eval-mt8)
@@ -85,12 +96,18 @@ for step in "$@"; do
     eval-fpb)
         dir=$(adapter runs/fpb-r8-8bit)
         evaluate fpb8 "FPB single-task r8, 8-bit" fpb --adapter "$dir" ;;
+    eval-fpbc)
+        dir=$(adapter runs/fpb-r8-8bit-continued)
+        evaluate fpb8c "FPB single-task r8, 8-bit, 2 cycles" fpb --adapter "$dir" ;;
+    eval-fpbc3)
+        dir=$(adapter runs/fpb-r8-8bit-cycle3)
+        evaluate fpb8c3 "FPB single-task r8, 8-bit, 3 cycles" fpb --adapter "$dir" ;;
     eval-finer)
         dir=$(adapter runs/finer-r8-8bit)
         evaluate finer8 "FiNER single-task r8, 8-bit" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt8c mt8-label mt4 fpb8 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt8c mt8-label mt4 fpb8 fpb8c fpb8c3 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
         # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
         [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")
