@@ -9,6 +9,7 @@
 #   train-mt8   multi-task adapter, 8-bit base, rank 8   (configs/multitask-r8-8bit.toml)
 #   train-mt8c  the multi-task r8 adapter's second cycle, 1,200 more steps from train-mt8's adapter
 #               (configs/multitask-r8-8bit-continued.toml)
+#   train-mt8c3 its third cycle: the same config from the second cycle's adapter, seed 44
 #   train-mt4   multi-task adapter, 4-bit base, rank 4   (configs/multitask-r4-4bit.toml)
 #   train-fpb   single-task FPB adapter, 8-bit, rank 8   (configs/fpb-r8-8bit.toml)
 #   train-fpbc  the FPB adapter's second cycle, 400 more steps from train-fpb's adapter
@@ -67,6 +68,10 @@ for step in "$@"; do
     train-mt8c)
         adapter runs/multitask-r8-8bit >/dev/null
         train runs/multitask-r8-8bit-continued configs/multitask-r8-8bit-continued.toml ;;
+    train-mt8c3)
+        adapter runs/multitask-r8-8bit-continued >/dev/null
+        "$finagent" train --out runs/multitask-r8-8bit-cycle3 --config configs/multitask-r8-8bit-continued.toml \
+            --set 'init_adapter="runs/multitask-r8-8bit-continued/adapter"' --set seed=44 --quiet --resume ;;
     train-mt4) train runs/multitask-r4-4bit configs/multitask-r4-4bit.toml ;;
     train-fpb) train runs/fpb-r8-8bit configs/fpb-r8-8bit.toml ;;
     train-fpbc)
