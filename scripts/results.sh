@@ -36,8 +36,16 @@ export FINAGENT_DATA=${FINAGENT_DATA:-$shared/data}
 evals=docs/results/full/runs
 all_tasks=fpb,fiqa_sa,tfns,nwgi,headline,ner,xbrl_values,xbrl_tags,finer
 
-train() { # OUT CONFIG
-    "$finagent" train --out "$1" --config "$2" --quiet --resume
+train() { # OUT CONFIG [TRAIN ARGS...]
+    local out=$1 config=$2
+    shift 2
+    "$finagent" train --out "$out" --config "$config" --quiet --resume "$@"
+}
+
+next_cycle() { # FROM_RUN OUT CONFIG SEED: a further cycle that starts from FROM_RUN's finished adapter
+    local from
+    from=$(adapter "$1")
+    train "$2" "$3" --set "init_adapter=\"$from\"" --set "seed=$4"
 }
 
 evaluate() { # NAME LABEL TASKS [EVAL ARGS...]
@@ -65,22 +73,12 @@ for step in "$@"; do
             --out gen/xbrl --tasks xbrl_values,xbrl_tags \
             --taxonomy "$shared/xbrl/taxonomy/us-gaap_concepts_partial.tsv" ;;
     train-mt8) train runs/multitask-r8-8bit configs/multitask-r8-8bit.toml ;;
-    train-mt8c)
-        adapter runs/multitask-r8-8bit >/dev/null
-        train runs/multitask-r8-8bit-continued configs/multitask-r8-8bit-continued.toml ;;
-    train-mt8c3)
-        adapter runs/multitask-r8-8bit-continued >/dev/null
-        "$finagent" train --out runs/multitask-r8-8bit-cycle3 --config configs/multitask-r8-8bit-continued.toml \
-            --set 'init_adapter="runs/multitask-r8-8bit-continued/adapter"' --set seed=44 --quiet --resume ;;
+    train-mt8c) next_cycle runs/multitask-r8-8bit runs/multitask-r8-8bit-continued configs/multitask-r8-8bit-continued.toml 43 ;;
+    train-mt8c3) next_cycle runs/multitask-r8-8bit-continued runs/multitask-r8-8bit-cycle3 configs/multitask-r8-8bit-continued.toml 44 ;;
     train-mt4) train runs/multitask-r4-4bit configs/multitask-r4-4bit.toml ;;
     train-fpb) train runs/fpb-r8-8bit configs/fpb-r8-8bit.toml ;;
-    train-fpbc)
-        adapter runs/fpb-r8-8bit >/dev/null
-        train runs/fpb-r8-8bit-continued configs/fpb-r8-8bit-continued.toml ;;
-    train-fpbc3)
-        adapter runs/fpb-r8-8bit-continued >/dev/null
-        "$finagent" train --out runs/fpb-r8-8bit-cycle3 --config configs/fpb-r8-8bit-continued.toml \
-            --set 'init_adapter="runs/fpb-r8-8bit-continued/adapter"' --set seed=44 --quiet --resume ;;
+    train-fpbc) next_cycle runs/fpb-r8-8bit runs/fpb-r8-8bit-continued configs/fpb-r8-8bit-continued.toml 43 ;;
+    train-fpbc3) next_cycle runs/fpb-r8-8bit-continued runs/fpb-r8-8bit-cycle3 configs/fpb-r8-8bit-continued.toml 44 ;;
     train-finer) train runs/finer-r8-8bit configs/finer-r8-8bit.toml ;;
     eval-base) evaluate base8 "base, 8-bit" "$all_tasks" ;;
     eval-mt8)

@@ -78,14 +78,11 @@ impl ProductTape {
 
     /// Bytes of the recorded outputs.
     pub fn bytes(&self) -> usize {
-        match self {
-            ProductTape::Record(products) => {
-                products.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
-            }
-            ProductTape::Replay(products) => {
-                products.as_slice().iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
-            }
-        }
+        let products = match self {
+            ProductTape::Record(products) => products.as_slice(),
+            ProductTape::Replay(products) => products.as_slice(),
+        };
+        products.iter().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
     }
 
     fn product(

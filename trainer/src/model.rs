@@ -458,21 +458,14 @@ impl Llama {
     /// Decoder layer `idx` alone over `[batch, seq, hidden]` starting at position 0 without a cache
     /// (what layer-wise gradient checkpointing recomputes).
     pub fn layer_forward(&self, idx: usize, xs: &Tensor) -> Result<Tensor> {
-        if idx >= self.layers.len() {
-            return Err(Error::InvalidInput {
-                reason: format!("layer {idx} does not exist (the model has {})", self.layers.len()),
-            });
-        }
-        let (_, seq_len, _) = xs.dims3()?;
-        let mask = if seq_len > 1 { Some(causal_mask(seq_len, 0, &self.device)?) } else { None };
-        self.decoder_layer(idx, xs, Positions::Start(0), mask.as_ref(), None)
+        self.layer_forward_taped(idx, xs, None)
     }
 
     /// [`Llama::layer_forward`], also recording the layer's frozen products for
     /// [`Llama::layer_forward_replayed`].
     pub fn layer_forward_recorded(&self, idx: usize, xs: &Tensor) -> Result<(Tensor, LayerRecord)> {
         let mut tape = ProductTape::record();
-        let out = self.layer_forward_taped(idx, xs, &mut tape)?;
+        let out = self.layer_forward_taped(idx, xs, Some(&mut tape))?;
         Ok((out, LayerRecord { tape: tape.into_replay() }))
     }
 
@@ -482,7 +475,7 @@ impl Llama {
     /// adapters', the attention's and the elementwise work.
     pub fn layer_forward_replayed(&self, idx: usize, xs: &Tensor, record: LayerRecord) -> Result<Tensor> {
         let mut tape = record.tape;
-        let out = self.layer_forward_taped(idx, xs, &mut tape)?;
+        let out = self.layer_forward_taped(idx, xs, Some(&mut tape))?;
         if tape.bytes() > 0 {
             return Err(Error::InvalidInput {
                 reason: format!("layer {idx} replayed fewer products than its record holds"),
@@ -491,7 +484,7 @@ impl Llama {
         Ok(out)
     }
 
-    fn layer_forward_taped(&self, idx: usize, xs: &Tensor, tape: &mut ProductTape) -> Result<Tensor> {
+    fn layer_forward_taped(&self, idx: usize, xs: &Tensor, tape: Option<&mut ProductTape>) -> Result<Tensor> {
         if idx >= self.layers.len() {
             return Err(Error::InvalidInput {
                 reason: format!("layer {idx} does not exist (the model has {})", self.layers.len()),
@@ -499,7 +492,7 @@ impl Llama {
         }
         let (_, seq_len, _) = xs.dims3()?;
         let mask = if seq_len > 1 { Some(causal_mask(seq_len, 0, &self.device)?) } else { None };
-        self.decoder_layer_taped(idx, xs, Positions::Start(0), mask.as_ref(), None, Some(tape))
+        self.decoder_layer_taped(idx, xs, Positions::Start(0), mask.as_ref(), None, tape)
     }
 
     /// Decoder layer `idx` over a batch whose rows share a prompt prefix: `prefix` (`[1, p, hidden]`,

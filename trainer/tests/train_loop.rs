@@ -30,6 +30,11 @@ fn config(steps: usize) -> TrainConfig {
     }
 }
 
+/// The largest elementwise difference between two sets of adapter values.
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().flatten().zip(b.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+}
+
 /// Trains a fresh tiny model (same seed every time) and returns the summary and the adapter values.
 fn run(
     config: &TrainConfig,
@@ -212,12 +217,7 @@ fn two_ranks_equal_one_process_with_the_same_global_batch() {
         ThreadGroup::run(2, |comm| Ok(run(&ddp, BaseBits::F32, &data, ddp_dir.path(), false, comm, None).1))
             .unwrap();
     assert_eq!(ranks[0], ranks[1], "ranks ended with different adapters");
-    let max_diff = ranks[0]
-        .iter()
-        .flatten()
-        .zip(expected.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_diff = max_abs_diff(&ranks[0], &expected);
     assert!(max_diff < 1e-5, "2-rank adapter differs from the single-process one by {max_diff}");
 }
 
@@ -264,12 +264,7 @@ fn gradient_checkpointing_gives_the_same_training_as_keeping_activations() {
     config.gradient_checkpointing = false;
     let dir = tempfile::tempdir().unwrap();
     let (_, kept) = run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
-    let max_diff = checkpointed
-        .iter()
-        .flatten()
-        .zip(kept.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_diff = max_abs_diff(&checkpointed, &kept);
     assert!(max_diff < 1e-5, "checkpointed training differs by {max_diff}");
     assert!(checkpointed.iter().flatten().any(|&v| v != 0.0));
 }
@@ -299,12 +294,7 @@ fn replaying_the_kept_frozen_products_trains_as_recomputing_them() {
         // The kept products come from the first forward pass, whose norms and softmax run on
         // candle's inference kernels, the recomputation's on the differentiable ops: equal up to
         // float rounding, not bit for bit.
-        let max_diff = replayed
-            .iter()
-            .flatten()
-            .zip(recomputed.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = max_abs_diff(&replayed, &recomputed);
         assert!(
             max_diff < 1e-6,
             "{bits:?} {int8_matmul:?}: replayed products train differently by {max_diff}"
@@ -354,12 +344,7 @@ fn a_products_budget_keeps_the_layers_that_fit_and_recomputes_the_rest() {
             (kept_loss - loss).abs() <= 1e-6 * loss.abs().max(1.0),
             "{keep_bytes}: {kept_loss} vs {loss}"
         );
-        let max_diff = kept
-            .iter()
-            .flatten()
-            .zip(recomputed.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = max_abs_diff(&kept, &recomputed);
         let largest = recomputed.iter().flatten().fold(0f32, |max, v| max.max(v.abs()));
         assert!(largest > 0.0);
         assert!(
@@ -412,12 +397,7 @@ fn a_shared_prompt_prefix_gives_the_loss_and_gradients_of_the_unshared_batch() {
         assert_eq!(shared_count, count);
         assert!((shared_loss - loss).abs() <= 1e-5 * loss.abs(), "{bits:?}: loss {shared_loss} vs {loss}");
         let largest = unshared.iter().flatten().fold(0f32, |max, value| max.max(value.abs()));
-        let max_diff = shared
-            .iter()
-            .flatten()
-            .zip(unshared.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = max_abs_diff(&shared, &unshared);
         assert!(largest > 1e-3, "{bits:?}: the gradients are all but zero");
         assert!(max_diff <= 1e-5 * largest, "{bits:?}: gradients differ by {max_diff} (largest {largest})");
     }
@@ -438,12 +418,7 @@ fn checkpointed_training_over_a_shared_prefix_equals_unshared_training_with_acti
     let dir = tempfile::tempdir().unwrap();
     let (_, unshared) =
         run(&config, BaseBits::Nf4, &data, dir.path(), false, &mut SingleProcess::new(), None);
-    let max_diff = shared
-        .iter()
-        .flatten()
-        .zip(unshared.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let max_diff = max_abs_diff(&shared, &unshared);
     assert!(max_diff < 1e-5, "training over a shared prefix differs by {max_diff}");
     assert!(shared.iter().flatten().any(|&v| v != 0.0));
 }
