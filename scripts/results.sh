@@ -21,6 +21,7 @@
 #               single-task adapters on their own task)
 #   eval-fpbc | eval-fpbc3   the FPB adapter after its second / third cycle on FPB's test split
 #   eval-mt8c   the second cycle's adapter on the full test splits, the tasks below their goals first
+#   eval-mt8c3  the third cycle's adapter, likewise
 #   eval-mt8-score  the multi-task r8 adapter by label scoring (summed and calibrated) on the
 #               classification tasks' full test splits
 #   report      tables and charts of every finished evaluation into docs/results/full/
@@ -88,6 +89,10 @@ for step in "$@"; do
         dir=$(adapter runs/multitask-r8-8bit-continued)
         evaluate mt8c "multi-task r8, 8-bit, 2 cycles" fpb,tfns,ner,headline,fiqa_sa,nwgi,xbrl_values,xbrl_tags,finer \
             --adapter "$dir" ;;
+    eval-mt8c3)
+        dir=$(adapter runs/multitask-r8-8bit-cycle3)
+        evaluate mt8c3 "multi-task r8, 8-bit, 3 cycles" fpb,tfns,nwgi,fiqa_sa,headline,ner,xbrl_values,xbrl_tags,finer \
+            --adapter "$dir" ;;
     eval-mt4)
         # Evaluated over the 8-bit base like every adapter, as the paper evaluates.
         dir=$(adapter runs/multitask-r4-4bit)
@@ -110,7 +115,7 @@ for step in "$@"; do
         evaluate finer8 "FiNER single-task r8, 8-bit" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt8c mt8-label mt4 fpb8 fpb8c fpb8c3 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt8c mt8c3 mt8-label mt4 fpb8 fpb8c fpb8c3 finer8; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
         # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
         [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")

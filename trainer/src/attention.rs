@@ -8,31 +8,82 @@ use crate::model::project;
 use crate::rope::RotaryEmbedding;
 
 /// Keys and values of one layer for the positions seen so far, each `[batch, kv_heads, seq, head_dim]`.
+///
+/// Clones are cheap and behave as values: an inference cache keeps its positions in buffers with
+/// room to grow, written in place while one cache owns them and copied before the first write
+/// when clones share them (so a prompt cache kept for reuse is never changed by the decoding that
+/// continues from it).
 #[derive(Debug, Clone, Default)]
 pub struct LayerKvCache {
-    keys_values: Option<(Tensor, Tensor)>,
+    stored: Option<Stored>,
+}
+
+#[derive(Debug, Clone)]
+enum Stored {
+    /// Exactly the cached positions. Used when the keys or values are part of an autograd graph
+    /// (training, or a model with LoRA variables): an append concatenates, recording the op.
+    Exact(Tensor, Tensor),
+    /// Inference: buffers of `capacity` columns (dim 2) whose first `len` hold the positions. An
+    /// append writes its columns in place when `owner` is not shared with a clone.
+    Buffered { keys: Tensor, values: Tensor, len: usize, owner: std::sync::Arc<()> },
+}
+
+/// Columns a new inference buffer is rounded up to.
+const BUFFER_COLUMNS: usize = 64;
+
+impl Stored {
+    /// The cached positions: the tensors themselves, or views of a buffer's first `len` columns.
+    fn valid(&self) -> Result<(Tensor, Tensor)> {
+        match self {
+            Stored::Exact(keys, values) => Ok((keys.clone(), values.clone())),
+            Stored::Buffered { keys, values, len, .. } => {
+                Ok((keys.narrow(2, 0, *len)?, values.narrow(2, 0, *len)?))
+            }
+        }
+    }
+}
+
+/// A zeroed buffer shaped as `like` with `columns` positions.
+fn buffer_like(like: &Tensor, columns: usize) -> Result<Tensor> {
+    let (batch, heads, _, head_dim) = like.dims4()?;
+    Tensor::zeros((batch, heads, columns, head_dim), like.dtype(), like.device())
 }
 
 impl LayerKvCache {
     /// Number of cached positions.
     pub fn seq_len(&self) -> usize {
-        self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[2])
+        match &self.stored {
+            None => 0,
+            Some(Stored::Exact(keys, _)) => keys.dims()[2],
+            Some(Stored::Buffered { len, .. }) => *len,
+        }
     }
 
     /// Rows of the cached batch (0 when nothing is cached).
     pub fn batch(&self) -> usize {
-        self.keys_values.as_ref().map_or(0, |(keys, _)| keys.dims()[0])
+        match &self.stored {
+            None => 0,
+            Some(Stored::Exact(keys, _) | Stored::Buffered { keys, .. }) => keys.dims()[0],
+        }
     }
 
     /// Keeps the batch rows listed in `rows` (u32 indices), in that order.
     pub(crate) fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
-        if let Some((keys, values)) = self.keys_values.take() {
+        self.stored = match self.stored.take() {
+            None => None,
             // A truncated cache is a strided view; index_select needs contiguous storage.
-            self.keys_values = Some((
+            Some(Stored::Exact(keys, values)) => Some(Stored::Exact(
                 keys.contiguous()?.index_select(rows, 0)?,
                 values.contiguous()?.index_select(rows, 0)?,
-            ));
-        }
+            )),
+            // Whole buffers are contiguous; the selection is a new buffer that this cache owns.
+            Some(Stored::Buffered { keys, values, len, .. }) => Some(Stored::Buffered {
+                keys: keys.index_select(rows, 0)?,
+                values: values.index_select(rows, 0)?,
+                len,
+                owner: Default::default(),
+            }),
+        };
         Ok(())
     }
 
@@ -40,7 +91,8 @@ impl LayerKvCache {
     /// training batch. The copies stay in the autograd graph, so the rows' gradients with respect
     /// to the prefix's keys and values add up in the one row that made them.
     pub(crate) fn broadcast_rows(&mut self, rows: usize) -> Result<()> {
-        if let Some((keys, values)) = self.keys_values.take() {
+        if let Some(stored) = self.stored.take() {
+            let (keys, values) = stored.valid()?;
             let (batch, heads, seq, head_dim) = keys.dims4()?;
             if batch != 1 {
                 candle_core::bail!(
@@ -48,37 +100,101 @@ impl LayerKvCache {
                 )
             }
             let shape = (rows, heads, seq, head_dim);
-            self.keys_values =
-                Some((keys.broadcast_as(shape)?.contiguous()?, values.broadcast_as(shape)?.contiguous()?));
+            self.stored = Some(Stored::Exact(
+                keys.broadcast_as(shape)?.contiguous()?,
+                values.broadcast_as(shape)?.contiguous()?,
+            ));
         }
         Ok(())
     }
 
     /// Keeps the first `len` positions (all of them when fewer are cached).
     pub(crate) fn truncate(&mut self, len: usize) -> Result<()> {
-        if let Some((keys, values)) = self.keys_values.take() {
-            let keep = len.min(keys.dims()[2]);
-            if keep > 0 {
-                self.keys_values = Some((keys.narrow(2, 0, keep)?, values.narrow(2, 0, keep)?));
+        let keep = len.min(self.seq_len());
+        if keep == 0 {
+            self.stored = None;
+            return Ok(());
+        }
+        match &mut self.stored {
+            None => {}
+            Some(Stored::Exact(keys, values)) => {
+                *keys = keys.narrow(2, 0, keep)?;
+                *values = values.narrow(2, 0, keep)?;
             }
+            // Later appends overwrite the dropped columns (or copy first, when shared).
+            Some(Stored::Buffered { len, .. }) => *len = keep,
         }
         Ok(())
     }
 
     /// The same positions without the autograd history that LoRA variables attach to them.
     pub(crate) fn detach(&self) -> Self {
-        Self { keys_values: self.keys_values.as_ref().map(|(keys, values)| (keys.detach(), values.detach())) }
+        let stored = self.stored.as_ref().map(|stored| match stored {
+            Stored::Exact(keys, values) => Stored::Exact(keys.detach(), values.detach()),
+            buffered @ Stored::Buffered { .. } => buffered.clone(),
+        });
+        Self { stored }
     }
 
     /// Appends this step's keys and values and returns all cached ones.
     fn append(&mut self, keys: Tensor, values: Tensor) -> Result<(Tensor, Tensor)> {
-        let all = match self.keys_values.take() {
-            None => (keys, values),
-            Some((past_keys, past_values)) => {
-                (Tensor::cat(&[&past_keys, &keys], 2)?, Tensor::cat(&[&past_values, &values], 2)?)
+        if keys.track_op()
+            || values.track_op()
+            || matches!(self.stored, Some(Stored::Exact(ref k, ref v)) if k.track_op() || v.track_op())
+        {
+            let all = match self.stored.take() {
+                None => (keys, values),
+                Some(stored) => {
+                    let (past_keys, past_values) = stored.valid()?;
+                    (Tensor::cat(&[&past_keys, &keys], 2)?, Tensor::cat(&[&past_values, &values], 2)?)
+                }
+            };
+            self.stored = Some(Stored::Exact(all.0.clone(), all.1.clone()));
+            return Ok(all);
+        }
+        let (keys, values) = (keys.contiguous()?, values.contiguous()?);
+        let new = keys.dim(2)?;
+        let (past, len) = match self.stored.take() {
+            None => (None, 0),
+            Some(Stored::Buffered { keys: buf_keys, values: buf_values, len, owner })
+                if std::sync::Arc::strong_count(&owner) == 1
+                    && buf_keys.dims()[0] == keys.dims()[0]
+                    && buf_keys.dim(2)? >= len + new =>
+            {
+                buf_keys.slice_set(&keys, 2, len)?;
+                buf_values.slice_set(&values, 2, len)?;
+                let len = len + new;
+                let stored = Stored::Buffered { keys: buf_keys, values: buf_values, len, owner };
+                let all = stored.valid()?;
+                self.stored = Some(stored);
+                return Ok(all);
+            }
+            Some(stored) => {
+                let len = match &stored {
+                    Stored::Exact(keys, _) => keys.dim(2)?,
+                    Stored::Buffered { len, .. } => *len,
+                };
+                (Some(stored.valid()?), len)
             }
         };
-        self.keys_values = Some(all.clone());
+        // A new buffer (first append, outgrown, or shared with a clone): the past positions are
+        // copied into it, with room for as many again.
+        let columns = (2 * len).max(len + new).next_multiple_of(BUFFER_COLUMNS);
+        let (buf_keys, buf_values) = (buffer_like(&keys, columns)?, buffer_like(&values, columns)?);
+        if let Some((past_keys, past_values)) = past {
+            buf_keys.slice_set(&past_keys.contiguous()?, 2, 0)?;
+            buf_values.slice_set(&past_values.contiguous()?, 2, 0)?;
+        }
+        buf_keys.slice_set(&keys, 2, len)?;
+        buf_values.slice_set(&values, 2, len)?;
+        let stored = Stored::Buffered {
+            keys: buf_keys,
+            values: buf_values,
+            len: len + new,
+            owner: Default::default(),
+        };
+        let all = stored.valid()?;
+        self.stored = Some(stored);
         Ok(all)
     }
 }

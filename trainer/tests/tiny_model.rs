@@ -149,6 +149,55 @@ fn reusing_a_shared_prompt_prefix_generates_what_a_fresh_prefill_does() {
     assert_eq!(held.reusable(&[9]), 0);
 }
 
+/// Logits of the last position of `ids` fed one at a time after `start` through `cache`.
+fn step_through(model: &Llama, cache: &mut trainer::model::KvCache, ids: &[u32]) -> Tensor {
+    let mut last = None;
+    for &id in ids {
+        let start = cache.seq_len();
+        last = Some(
+            model
+                .forward_ids(&[id], start, Some(cache), LogitsPositions::Last)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    last.unwrap_or_else(|| panic!("no ids"))
+}
+
+#[test]
+fn cache_buffers_grow_in_place_and_clones_stay_independent() {
+    let config = trainer::model::LlamaConfig { max_position_embeddings: 256, ..tiny::config() };
+    let model = tiny::in_memory_model(&config, &tiny::weights(&config));
+    let ids: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % config.vocab_size as u32).collect();
+    // A prefill of 50, then single tokens: the buffer of 64 columns is outgrown twice. A clone
+    // taken at 50 positions is continued with other tokens in between: each must see only its own.
+    let mut other = ids[..50].to_vec();
+    other.extend((0..20).map(|i| (i * 11 + 1) % config.vocab_size as u32));
+    let mut cache = model.new_cache();
+    model
+        .forward_ids(&ids[..50], 0, Some(&mut cache), LogitsPositions::Last)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut branch = cache.clone();
+    step_through(&model, &mut cache, &ids[50..55]);
+    step_through(&model, &mut branch, &other[50..60]);
+    let stepped = step_through(&model, &mut cache, &ids[55..]);
+    assert_eq!(cache.seq_len(), 150);
+    let recomputed = logits(&model, &ids);
+    let last = recomputed.narrow(0, 149, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(max_abs_diff(&stepped, &last) < 1e-4, "{}", max_abs_diff(&stepped, &last));
+    assert_eq!(branch.seq_len(), 60);
+    let branched = step_through(&model, &mut branch, &other[60..]);
+    let fresh = logits(&model, &other).narrow(0, 69, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(max_abs_diff(&branched, &fresh) < 1e-4, "{}", max_abs_diff(&branched, &fresh));
+
+    // Truncating and continuing overwrites the dropped positions; the result is again a fresh pass.
+    cache.truncate(60).unwrap_or_else(|e| panic!("{e}"));
+    let mut rewritten = ids[..60].to_vec();
+    rewritten.extend([4, 5, 6]);
+    let continued = step_through(&model, &mut cache, &rewritten[60..]);
+    let fresh = logits(&model, &rewritten).narrow(0, 62, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(max_abs_diff(&continued, &fresh) < 1e-4, "{}", max_abs_diff(&continued, &fresh));
+}
+
 #[test]
 fn prompt_lookup_drafts_what_followed_the_last_ngram() {
     // "... 4 1 2 3 | 9 ..." and the context ends in "1 2 3": draft what followed it.
