@@ -475,6 +475,37 @@ mod vnni {
         }
         let zero = _mm512_setzero_si512();
         let width = cols.len();
+        let mut cols = cols;
+        let first = cols.start;
+        if rows == 1 {
+            // One row (a decoding step): a single accumulator chain per column would wait on each
+            // `vpdpbusd` in turn, so four columns run side by side, each weight row read in order.
+            while cols.len() >= 4 {
+                let col = cols.start;
+                let mut acc = [zero; 4];
+                for chunk in 0..chunks {
+                    let (magnitude, negative) = (magnitudes[chunk], negative[chunk]);
+                    for (offset, acc) in acc.iter_mut().enumerate() {
+                        // SAFETY: weight row `col + offset < cols.end` has `in_features` codes;
+                        // the mask stops there.
+                        let w = unsafe {
+                            _mm512_maskz_loadu_epi8(
+                                chunk_mask(chunk),
+                                cb.as_ptr().add((col + offset) * in_features + chunk * 64).cast(),
+                            )
+                        };
+                        let signed = _mm512_mask_sub_epi8(w, negative, zero, w);
+                        *acc = _mm512_dpbusd_epi32(*acc, magnitude, signed);
+                    }
+                }
+                for (offset, &acc) in acc.iter().enumerate() {
+                    sums[col - first + offset] = _mm512_reduce_add_epi32(acc);
+                }
+                cols.start += 4;
+            }
+        }
+        // The remaining columns (all of them for several rows), one at a time.
+        let done = cols.start - first;
         for (local, col) in cols.enumerate() {
             let mut acc = [zero; 4];
             for chunk in 0..chunks {
@@ -491,7 +522,7 @@ mod vnni {
                 }
             }
             for (row, &acc) in acc.iter().enumerate().take(rows) {
-                sums[row * width + local] = _mm512_reduce_add_epi32(acc);
+                sums[row * width + done + local] = _mm512_reduce_add_epi32(acc);
             }
         }
     }
