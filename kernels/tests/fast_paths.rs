@@ -182,7 +182,9 @@ fn llm_int8_fast_forward_equals_the_reference() {
     use kernels::fast::int8_vectorwise_forward;
     use kernels::{int8_linear_forward, Int8LinearConfig};
     for (seed, &(rows, out_features, in_features)) in
-        [(1, 33, 70), (7, 130, 64), (100, 200, 577), (300, 64, 96), (13, 1, 5)].iter().enumerate()
+        [(1, 33, 70), (1, 45, 70), (7, 130, 64), (100, 200, 577), (300, 64, 96), (13, 1, 5)]
+            .iter()
+            .enumerate()
     {
         let dense = pseudo_random(out_features * in_features, seed as u64 + 50, 0.2);
         let weight = Int8Weight::quantize(&dense, out_features, in_features, QuantInput::AsIs).expect("int8");
