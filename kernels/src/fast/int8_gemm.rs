@@ -427,6 +427,25 @@ mod vnni {
         }
     }
 
+    /// The lane sums of eight vectors, `[Σ acc[0], ..., Σ acc[7]]`: halved to 256 bits, then
+    /// horizontal adds across the vectors, so the eight reductions share their shuffles.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn sum8(acc: &[__m512i; 8]) -> __m256i {
+        let half =
+            |v: __m512i| _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+        let h = acc.map(half);
+        // Each 128-bit lane of `quad` holds the partial sums of four vectors over that lane.
+        let quad = |a: usize| {
+            _mm256_hadd_epi32(_mm256_hadd_epi32(h[a], h[a + 1]), _mm256_hadd_epi32(h[a + 2], h[a + 3]))
+        };
+        let (low, high) = (quad(0), quad(4));
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(low, high),
+            _mm256_permute2x128_si256::<0x31>(low, high),
+        )
+    }
+
     /// The int32 sums of `rows` (at most 4) activation rows (offset codes, stride `stride`)
     /// with weight rows `cols` of row-major `cb`, into `sums` `[rows, cols.len()]`.
     ///
@@ -499,9 +518,9 @@ mod vnni {
                         *acc = _mm512_dpbusd_epi32(*acc, magnitude, signed);
                     }
                 }
-                for (offset, &acc) in acc.iter().enumerate() {
-                    sums[col - first + offset] = _mm512_reduce_add_epi32(acc);
-                }
+                let totals = sum8(&acc);
+                // SAFETY: `sums` holds `cols.len() >= 8` values from `col - first`.
+                unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(col - first).cast(), totals) };
                 cols.start += 8;
             }
         }
