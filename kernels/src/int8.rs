@@ -39,6 +39,14 @@ pub struct Int8Weight {
     /// Whether some code is -128, which `quantize` never writes (its codes lie in [-127, 127]) but
     /// stored parts may hold; the fast sign-folding kernels need it absent.
     has_min_code: bool,
+    /// `Σ_k cb[o, k]` of each output row: the one-row VNNI product multiplies the activation codes
+    /// offset to `u8` (`code + 128`) and takes `128 · Σ cb` off again.
+    row_sums: Vec<i32>,
+}
+
+/// The sum of each row of `cb`.
+fn code_row_sums(cb: &[i8], in_features: usize) -> Vec<i32> {
+    cb.chunks(in_features.max(1)).map(|row| row.iter().map(|&code| i32::from(code)).sum()).collect()
 }
 
 impl Int8Weight {
@@ -53,7 +61,8 @@ impl Int8Weight {
         let mut cb = vec![0i8; weight.len()];
         let mut scb = Vec::with_capacity(out_features);
         quantize_rows_fastest(weight, in_features, input, &mut cb, &mut scb);
-        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code: false })
+        let row_sums = code_row_sums(&cb, in_features);
+        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code: false, row_sums })
     }
 
     /// Assembles stored parts (for example `weight` and `SCB` of a bitsandbytes checkpoint).
@@ -67,7 +76,13 @@ impl Int8Weight {
             });
         }
         let has_min_code = cb.contains(&i8::MIN);
-        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code })
+        let row_sums = code_row_sums(&cb, in_features);
+        Ok(Int8Weight { out_features, in_features, cb, scb, has_min_code, row_sums })
+    }
+
+    /// `Σ_k cb[o, k]` of each output row `o`.
+    pub(crate) fn row_sums(&self) -> &[i32] {
+        &self.row_sums
     }
 
     /// Whether a code is -128 (never after [`Int8Weight::quantize`]).
