@@ -169,16 +169,18 @@ fn cache_buffers_grow_in_place_and_clones_stay_independent() {
     let model = tiny::in_memory_model(&config, &tiny::weights(&config));
     let ids: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % config.vocab_size as u32).collect();
     // A prefill of 50, then single tokens: the buffer of 64 columns is outgrown twice. A clone
-    // taken at 50 positions is continued with other tokens in between: each must see only its own.
-    let mut other = ids[..50].to_vec();
-    other.extend((0..20).map(|i| (i * 11 + 1) % config.vocab_size as u32));
+    // taken at 52 positions is continued with other tokens in between: each must see only its own.
+    let mut other = ids[..52].to_vec();
+    other.extend((0..18).map(|i| (i * 11 + 1) % config.vocab_size as u32));
     let mut cache = model.new_cache();
     model
         .forward_ids(&ids[..50], 0, Some(&mut cache), LogitsPositions::Last)
         .unwrap_or_else(|e| panic!("{e}"));
+    // Two decoding steps move the prefill into a buffer, which the clone then shares.
+    step_through(&model, &mut cache, &ids[50..52]);
     let mut branch = cache.clone();
-    step_through(&model, &mut cache, &ids[50..55]);
-    step_through(&model, &mut branch, &other[50..60]);
+    step_through(&model, &mut cache, &ids[52..55]);
+    step_through(&model, &mut branch, &other[52..60]);
     let stepped = step_through(&model, &mut cache, &ids[55..]);
     assert_eq!(cache.seq_len(), 150);
     let recomputed = logits(&model, &ids);
