@@ -24,7 +24,7 @@ enum Stored {
     /// (training, or a model with LoRA variables), where an append concatenates, recording the
     /// op, and after a prefill, whose positions are kept as computed until decoding begins.
     Exact(Tensor, Tensor),
-    /// Inference: buffers of `capacity` columns (dim 2) whose first `len` hold the positions. An
+    /// Inference: buffers with room to grow (dim 2) whose first `len` columns hold the positions. An
     /// append writes its columns in place when `owner` is not shared with a clone.
     Buffered { keys: Tensor, values: Tensor, len: usize, owner: std::sync::Arc<()> },
 }
@@ -155,13 +155,12 @@ impl LayerKvCache {
                     (Tensor::cat(&[&past_keys, &keys], 2)?, Tensor::cat(&[&past_values, &values], 2)?)
                 }
             };
-            self.stored = Some(Stored::Exact(all.0.clone(), all.1.clone()));
-            return Ok(all);
+            return self.keep(Stored::Exact(all.0, all.1));
         }
         let (keys, values) = (keys.contiguous()?, values.contiguous()?);
-        let new = keys.dim(2)?;
-        let (past, len) = match self.stored.take() {
-            None => (None, 0),
+        let (len, new) = (self.seq_len(), keys.dim(2)?);
+        let past = match self.stored.take() {
+            None => None,
             Some(Stored::Buffered { keys: buf_keys, values: buf_values, len, owner })
                 if std::sync::Arc::strong_count(&owner) == 1
                     && buf_keys.dims()[0] == keys.dims()[0]
@@ -169,19 +168,14 @@ impl LayerKvCache {
             {
                 buf_keys.slice_set(&keys, 2, len)?;
                 buf_values.slice_set(&values, 2, len)?;
-                let len = len + new;
-                let stored = Stored::Buffered { keys: buf_keys, values: buf_values, len, owner };
-                let all = stored.valid()?;
-                self.stored = Some(stored);
-                return Ok(all);
+                return self.keep(Stored::Buffered {
+                    keys: buf_keys,
+                    values: buf_values,
+                    len: len + new,
+                    owner,
+                });
             }
-            Some(stored) => {
-                let len = match &stored {
-                    Stored::Exact(keys, _) => keys.dim(2)?,
-                    Stored::Buffered { len, .. } => *len,
-                };
-                (Some(stored.valid()?), len)
-            }
+            Some(stored) => Some(stored.valid()?),
         };
         // A new buffer (first append, outgrown, or shared with a clone): the past positions are
         // copied into it, with an eighth more room (doubling cost a batch of 8 FiNER prompts of
@@ -195,12 +189,16 @@ impl LayerKvCache {
         }
         buf_keys.slice_set(&keys, 2, len)?;
         buf_values.slice_set(&values, 2, len)?;
-        let stored = Stored::Buffered {
+        self.keep(Stored::Buffered {
             keys: buf_keys,
             values: buf_values,
-            len: len + new,
+            len: needed,
             owner: Default::default(),
-        };
+        })
+    }
+
+    /// Holds `stored` and returns its positions.
+    fn keep(&mut self, stored: Stored) -> Result<(Tensor, Tensor)> {
         let all = stored.valid()?;
         self.stored = Some(stored);
         Ok(all)
