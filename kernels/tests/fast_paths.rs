@@ -33,6 +33,7 @@ fn weights() -> Vec<(String, QuantWeight)> {
         (17, 33, fp4_32), // odd in: rows start on a low nibble
         (20, 4160, nf4),  // wider than one panel
         (3, 8256, nf4),   // 129 blocks a row: row scales decoded into a heap buffer
+        (300, 128, nf4),  // backward sums over 300 outputs: more than one inner block
     ];
     let mut named = Vec::new();
     for (seed, (out_features, in_features, config)) in four_bit.into_iter().enumerate() {

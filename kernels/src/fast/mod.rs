@@ -1,5 +1,6 @@
 //! Fast f32 paths of `QuantLinear`: fused dequantize-and-dot for a few rows, tiled dequantization
-//! into a SIMD GEMM (the `gemm` crate) for many; both checked against the scalar reference.
+//! into a SIMD GEMM (finagent's own on AVX-512, the `gemm` crate elsewhere) for many; all checked
+//! against the scalar reference.
 //!
 //! Neither keeps a dequantized copy of the weight beyond one call: the fused kernels read the
 //! packed codes directly, the tiled path decodes one L2-sized panel at a time, and double-quantized
@@ -13,6 +14,8 @@ mod int8_quant;
 mod int8_rows;
 pub mod isa;
 mod q8_rows;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod tiled;
 
 use std::ops::Range;
@@ -42,7 +45,7 @@ pub enum ProductPath {
     Auto,
     /// Fused dequantize-and-dot; weights whose rows do not start on a 4-bit block fall back to tiles.
     Fused,
-    /// Panels decoded to f32 and multiplied by the `gemm` crate.
+    /// Blocks decoded to f32 and multiplied by a tiled GEMM.
     Tiled,
 }
 

@@ -1,10 +1,18 @@
-//! The batched path: the weight is decoded one panel at a time into f32 and each panel is
-//! multiplied by the `gemm` crate (runtime-dispatched SIMD, rayon threads), accumulating into the
-//! output. Only one panel (at most `panel_bytes`) exists at a time; nothing outlives the call.
+//! The batched path. On AVX-512 the weight is decoded block by block straight into the packed
+//! layout of finagent's own GEMM ([`super::sgemm`]); elsewhere it is decoded one panel at a time
+//! into f32 and each panel is multiplied by the `gemm` crate (runtime-dispatched SIMD, rayon
+//! threads), accumulating into the output. Either way only one block or panel (at most
+//! `panel_bytes`) exists at a time; nothing outlives the call.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::isa::CheckedIsa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::sgemm;
 use super::WeightView;
 
 /// Panels are at most this many input features wide; more rows fill the rest of the budget.
@@ -21,6 +29,19 @@ pub(super) fn forward(
     panel_bytes: usize,
 ) -> Vec<f32> {
     let (out_features, in_features) = view.dims();
+    #[cfg(target_arch = "x86_64")]
+    if isa.isa() == Isa::Avx512 {
+        let dims = sgemm::Dims { m: n_rows, k: in_features, n: out_features };
+        return sgemm::gemm(
+            isa,
+            x,
+            dims,
+            sgemm::WeightSide::Transposed,
+            view.column_step(),
+            2 * panel_bytes,
+            |rows, cols, out| decode_block(view, isa, rows, cols, out),
+        );
+    }
     let mut y = vec![0.0f32; n_rows * out_features];
     let tiles = Tiles::new(view, panel_bytes);
     let mut panel = vec![0.0f32; tiles.max_panel_len()];
@@ -69,6 +90,19 @@ pub(super) fn backward(
     panel_bytes: usize,
 ) -> Vec<f32> {
     let (out_features, in_features) = view.dims();
+    #[cfg(target_arch = "x86_64")]
+    if isa.isa() == Isa::Avx512 {
+        let dims = sgemm::Dims { m: n_rows, k: out_features, n: in_features };
+        return sgemm::gemm(
+            isa,
+            grad,
+            dims,
+            sgemm::WeightSide::Plain,
+            view.column_step(),
+            2 * panel_bytes,
+            |rows, cols, out| decode_block(view, isa, rows, cols, out),
+        );
+    }
     let mut grad_x = vec![0.0f32; n_rows * in_features];
     let tiles = Tiles::new(view, panel_bytes);
     let mut panel = vec![0.0f32; tiles.max_panel_len()];
@@ -105,6 +139,21 @@ pub(super) fn backward(
         }
     }
     grad_x
+}
+
+/// Decodes `W[rows, cols]` row-major into `out`, on the calling thread.
+#[cfg(target_arch = "x86_64")]
+fn decode_block(
+    view: &WeightView<'_>,
+    isa: CheckedIsa,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: &mut [f32],
+) {
+    let width = cols.len();
+    for (row, out_row) in rows.zip(out.chunks_exact_mut(width)) {
+        view.decode_row(isa, row, cols.clone(), out_row);
+    }
 }
 
 fn parallelism() -> gemm::Parallelism {
