@@ -27,6 +27,12 @@ impl SplitMix64 {
         SplitMix64 { state: self.state.wrapping_add(draws.wrapping_mul(0x9E37_79B9_7F4A_7C15)) }
     }
 
+    /// The state before the next draw (which mixes `state + γ`): what a caller drawing the
+    /// stream elsewhere, e.g. vectorised, starts from.
+    pub fn state(&self) -> u64 {
+        self.state
+    }
+
     /// Uniform in `[0, 1)` with 53 random bits.
     pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)

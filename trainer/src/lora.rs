@@ -134,10 +134,8 @@ impl DropoutControl {
         // The same mask as drawing every element in order, drawn in chunks on rayon's threads.
         let mut mask = vec![0f32; n];
         mask.par_chunks_mut(MASK_CHUNK).enumerate().for_each(|(chunk_idx, chunk)| {
-            let mut rng = start.jumped((chunk_idx * MASK_CHUNK) as u64);
-            for slot in chunk {
-                *slot = if rng.next_f64() < threshold { 0.0 } else { keep };
-            }
+            let chunk_start = start.jumped((chunk_idx * MASK_CHUNK) as u64);
+            kernels::fast::dropout_mask(chunk_start.state(), threshold, keep, chunk);
         });
         xs * Tensor::from_vec(mask, xs.shape(), xs.device())?
     }

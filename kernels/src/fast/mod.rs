@@ -7,6 +7,7 @@
 //! 4-bit block absmax are decoded a row at a time inside the kernels. Results differ from [`crate::quant_linear::product_reference`] only by
 //! summation order.
 
+mod bernoulli;
 mod four_bit_rows;
 mod gemv;
 mod int8_gemm;
@@ -19,6 +20,8 @@ mod sgemm;
 mod tiled;
 
 use std::ops::Range;
+
+pub use bernoulli::dropout_mask;
 
 use crate::error::{Error, Result};
 use crate::four_bit::FourBitTensor;
