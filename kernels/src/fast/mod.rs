@@ -277,7 +277,8 @@ impl FusedRows<'_> {
     /// Four weight rows against one activation row, where the format has such a kernel.
     fn dot_rows4(&self, isa: CheckedIsa, first: usize, x: &[f32]) -> Option<[f32; 4]> {
         match self {
-            FusedRows::FourBit(_) | FusedRows::Q8(_) => None,
+            FusedRows::Q8(_) => None,
+            FusedRows::FourBit(rows) => Some(rows.dot_rows4(isa, first, x)),
             FusedRows::Int8(rows) => Some(rows.dot_rows4(isa, first, x)),
         }
     }
