@@ -58,7 +58,8 @@ pub struct ProductConfig {
     pub path: ProductPath,
     /// Downgraded to `Scalar` if the CPU lacks it.
     pub isa: Isa,
-    /// Upper bound on one decoded f32 panel of the tiled path (per call, not kept).
+    /// Upper bound on one decoded f32 panel of the tiled path (per call, not kept); the AVX-512
+    /// GEMM packs column blocks of up to twice this.
     pub panel_bytes: usize,
 }
 

@@ -1,8 +1,9 @@
 //! The batched path. On AVX-512 the weight is decoded block by block straight into the packed
 //! layout of finagent's own GEMM ([`super::sgemm`]); elsewhere it is decoded one panel at a time
 //! into f32 and each panel is multiplied by the `gemm` crate (runtime-dispatched SIMD, rayon
-//! threads), accumulating into the output. Either way only one block or panel (at most
-//! `panel_bytes`) exists at a time; nothing outlives the call.
+//! threads), accumulating into the output. Either way only one block (at most twice
+//! `panel_bytes`) or panel (at most `panel_bytes`) of the decoded weight exists at a time; what
+//! outlives the call is per-thread scratch of one sliver and one activation row block.
 
 use std::ops::Range;
 
