@@ -1,11 +1,11 @@
 //! The tiled path's GEMM on AVX-512: `C = A · B` with `A` the f32 activations and `B` the weight,
 //! decoded block by block straight into the micro-kernel's layout.
 //!
-//! The layout follows BLIS. `B` is taken a column block at a time (as many columns as fit
-//! `block_bytes` over every inner index), decoded and packed by all threads as slivers of [`NR`]
-//! columns and about [`KC`] inner indices (`[k][NR]`, zero-padded), and stays in L2 while the
-//! threads take row blocks of `C` as they come free. A task packs its [`MR`] rows of `A` as
-//! `[k][MR]` (one gather per inner index) and runs the micro-kernel over every inner block and
+//! The layout follows BLIS. `A` is packed once, [`MR`] rows at a time as `[k][MR]` (one gather
+//! per inner index). `B` is taken a column block at a time (as many columns as fit `block_bytes`
+//! over every inner index), decoded and packed by all threads as slivers of [`NR`] columns and
+//! about [`KC`] inner indices (`[k][NR]`, zero-padded), and stays in L2 while the threads take row
+//! blocks of `C` as they come free, each running the micro-kernel over every inner block and
 //! sliver: it keeps an `MR x NR` tile of `C` in 28 zmm registers and per inner index does two
 //! loads of `B` and 28 FMAs with `A` broadcast from memory. Every tile of `C` is written by one
 //! task only; two synchronisations per column block.
@@ -50,8 +50,6 @@ pub(super) struct Dims {
 thread_local! {
     /// Per-thread buffer for a decoded sliver before it is transposed or padded.
     static DECODED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Per-thread packed row block of `A`.
-    static PACKED_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `C = A · B` where `decode(rows, cols, out)` writes the weight's `[rows, cols]` block row-major
@@ -94,6 +92,14 @@ where
     let mut packed_b = Vec::new();
     let packed_b = aligned(&mut packed_b, inner_blocks * kc * nc.min(n.div_ceil(NR) * NR));
     let row_blocks = m.div_ceil(MR);
+    // Every column block reads all of `A`: it is packed once, row blocks in parallel.
+    let mut packed_a = vec![0.0f32; row_blocks * MR * k];
+    packed_a.par_chunks_mut(MR * k).enumerate().for_each(|(row_block, out)| {
+        let (row, rows) = (row_block * MR, MR.min(m - row_block * MR));
+        // SAFETY: AVX-512F checked on entry; `a` holds rows `row..row + rows` of `k` values and
+        // `out` `k * MR`.
+        unsafe { pack_a(&a[row * k..(row + rows) * k], rows, k, out) };
+    });
     let mut c: Vec<f32> = Vec::with_capacity(m * n);
     let c_addr = c.as_mut_ptr() as usize;
     for columns in (0..n).step_by(nc).map(|start| start..(start + nc).min(n)) {
@@ -117,38 +123,32 @@ where
         (0..row_blocks).into_par_iter().with_max_len(1).for_each(|row_block| {
             let row = row_block * MR;
             let rows = MR.min(m - row);
-            PACKED_A.with_borrow_mut(|packed_a| {
-                let packed_a = aligned(packed_a, k * MR);
-                // SAFETY: `gemm` checked AVX-512F on entry; `a` holds rows `row..row + rows` of
-                // `k` values and `packed_a` `k * MR`.
-                unsafe { pack_a(&a[row * k..(row + rows) * k], rows, k, packed_a) };
-                for inner_block in 0..inner_blocks {
-                    let inner = inner_block * kc..((inner_block + 1) * kc).min(k);
-                    let a_sliver = &packed_a[inner.start * MR..inner.end * MR];
-                    for sliver in 0..slivers {
-                        let col = columns.start + sliver * NR;
-                        let b_sliver =
-                            &block[(inner_block * slivers + sliver) * kc * NR..][..inner.len() * NR];
-                        // SAFETY: AVX-512F checked on entry; the slivers hold `depth * MR` and
-                        // `depth * NR` values; the tile `rows x min(NR, n - col)` at (row, col)
-                        // lies inside C (capacity `m * n`), and no other task writes it (tasks
-                        // own row blocks). The first inner block stores without reading, so
-                        // every element is written before `set_len` below.
-                        unsafe {
-                            micro_kernel(
-                                inner.len(),
-                                a_sliver.as_ptr(),
-                                b_sliver.as_ptr(),
-                                (c_addr as *mut f32).add(row * n + col),
-                                n,
-                                rows,
-                                NR.min(n - col),
-                                inner_block > 0,
-                            );
-                        }
+            let packed_a = &packed_a[row * k..(row + MR) * k];
+            for inner_block in 0..inner_blocks {
+                let inner = inner_block * kc..((inner_block + 1) * kc).min(k);
+                let a_sliver = &packed_a[inner.start * MR..inner.end * MR];
+                for sliver in 0..slivers {
+                    let col = columns.start + sliver * NR;
+                    let b_sliver = &block[(inner_block * slivers + sliver) * kc * NR..][..inner.len() * NR];
+                    // SAFETY: AVX-512F checked on entry; the slivers hold `depth * MR` and
+                    // `depth * NR` values; the tile `rows x min(NR, n - col)` at (row, col)
+                    // lies inside C (capacity `m * n`), and no other task writes it (tasks
+                    // own row blocks). The first inner block stores without reading, so
+                    // every element is written before `set_len` below.
+                    unsafe {
+                        micro_kernel(
+                            inner.len(),
+                            a_sliver.as_ptr(),
+                            b_sliver.as_ptr(),
+                            (c_addr as *mut f32).add(row * n + col),
+                            n,
+                            rows,
+                            NR.min(n - col),
+                            inner_block > 0,
+                        );
                     }
                 }
-            });
+            }
         });
     }
     // SAFETY: the loops above wrote every tile of every row and column block, i.e. all `m * n`

@@ -3,7 +3,7 @@
 //! into f32 and each panel is multiplied by the `gemm` crate (runtime-dispatched SIMD, rayon
 //! threads), accumulating into the output. Either way only one block (at most twice
 //! `panel_bytes`) or panel (at most `panel_bytes`) of the decoded weight exists at a time; what
-//! outlives the call is per-thread scratch of one sliver and one activation row block.
+//! outlives the call is per-thread scratch of one decoded sliver.
 
 use std::ops::Range;
 
@@ -33,15 +33,7 @@ pub(super) fn forward(
     #[cfg(target_arch = "x86_64")]
     if isa.isa() == Isa::Avx512 {
         let dims = sgemm::Dims { m: n_rows, k: in_features, n: out_features };
-        return sgemm::gemm(
-            isa,
-            x,
-            dims,
-            sgemm::WeightSide::Transposed,
-            view.column_step(),
-            2 * panel_bytes,
-            |rows, cols, out| decode_block(view, isa, rows, cols, out),
-        );
+        return own_gemm(view, isa, x, dims, sgemm::WeightSide::Transposed, panel_bytes);
     }
     let mut y = vec![0.0f32; n_rows * out_features];
     let tiles = Tiles::new(view, panel_bytes);
@@ -94,15 +86,7 @@ pub(super) fn backward(
     #[cfg(target_arch = "x86_64")]
     if isa.isa() == Isa::Avx512 {
         let dims = sgemm::Dims { m: n_rows, k: out_features, n: in_features };
-        return sgemm::gemm(
-            isa,
-            grad,
-            dims,
-            sgemm::WeightSide::Plain,
-            view.column_step(),
-            2 * panel_bytes,
-            |rows, cols, out| decode_block(view, isa, rows, cols, out),
-        );
+        return own_gemm(view, isa, grad, dims, sgemm::WeightSide::Plain, panel_bytes);
     }
     let mut grad_x = vec![0.0f32; n_rows * in_features];
     let tiles = Tiles::new(view, panel_bytes);
@@ -142,19 +126,31 @@ pub(super) fn backward(
     grad_x
 }
 
-/// Decodes `W[rows, cols]` row-major into `out`, on the calling thread.
+/// The AVX-512 GEMM over `view` decoded block by block (each block row-major, on the thread that
+/// packs it), with column blocks of up to twice `panel_bytes`.
 #[cfg(target_arch = "x86_64")]
-fn decode_block(
+fn own_gemm(
     view: &WeightView<'_>,
     isa: CheckedIsa,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    out: &mut [f32],
-) {
-    let width = cols.len();
-    for (row, out_row) in rows.zip(out.chunks_exact_mut(width)) {
-        view.decode_row(isa, row, cols.clone(), out_row);
-    }
+    input: &[f32],
+    dims: sgemm::Dims,
+    side: sgemm::WeightSide,
+    panel_bytes: usize,
+) -> Vec<f32> {
+    sgemm::gemm(
+        isa,
+        input,
+        dims,
+        side,
+        view.column_step(),
+        2 * panel_bytes,
+        |rows: Range<usize>, cols: Range<usize>, out: &mut [f32]| {
+            let width = cols.len();
+            for (row, out_row) in rows.zip(out.chunks_exact_mut(width)) {
+                view.decode_row(isa, row, cols.clone(), out_row);
+            }
+        },
+    )
 }
 
 fn parallelism() -> gemm::Parallelism {
@@ -168,8 +164,8 @@ fn parallelism() -> gemm::Parallelism {
 fn decode<'p>(
     view: &WeightView<'_>,
     isa: CheckedIsa,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
+    rows: Range<usize>,
+    cols: Range<usize>,
     panel: &'p mut [f32],
 ) -> &'p [f32] {
     let width = cols.len();
@@ -208,13 +204,13 @@ impl Tiles {
         self.panel_rows.min(self.out_features) * self.panel_cols
     }
 
-    fn row_bands(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    fn row_bands(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         (0..self.out_features)
             .step_by(self.panel_rows)
             .map(|start| start..(start + self.panel_rows).min(self.out_features))
     }
 
-    fn col_bands(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    fn col_bands(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         (0..self.in_features)
             .step_by(self.panel_cols)
             .map(|start| start..(start + self.panel_cols).min(self.in_features))
