@@ -13,7 +13,9 @@ use trainer::dist::Collective;
 use trainer::lora::{attach, LoraConfig, LoraInit, ALL_LINEAR};
 use trainer::quantize::{quantize_base, quantize_base_with, BaseBits, Int8Matmul};
 use trainer::train::data::TokenizedExample;
-use trainer::train::run::{checkpointed_gradients, shared_prefix_len, token_loss, MIN_SHARED_PREFIX};
+use trainer::train::run::{
+    checkpointed_gradients, shared_prefix_len, token_loss, token_loss_value, MIN_SHARED_PREFIX,
+};
 use trainer::train::{train, TrainConfig, TrainJob, TrainSummary};
 
 fn config(steps: usize) -> TrainConfig {
@@ -395,6 +397,16 @@ fn a_shared_prompt_prefix_gives_the_loss_and_gradients_of_the_unshared_batch() {
         let (shared_loss, shared_count, shared) = gradients(true);
         let (loss, count, unshared) = gradients(false);
         assert_eq!(shared_count, count);
+        // Validation's layer-at-a-time value equals the graph's, shared or not.
+        for share in [true, false] {
+            let (value, value_count) = token_loss_value(&model, &batch, share).unwrap();
+            assert_eq!(value_count, count);
+            let reference = if share { shared_loss } else { loss };
+            assert!(
+                (value as f32 - reference).abs() <= 1e-5 * loss.abs(),
+                "{bits:?}: {value} vs {reference}"
+            );
+        }
         assert!((shared_loss - loss).abs() <= 1e-5 * loss.abs(), "{bits:?}: loss {shared_loss} vs {loss}");
         let largest = unshared.iter().flatten().fold(0f32, |max, value| max.max(value.abs()));
         let max_diff = max_abs_diff(&shared, &unshared);
