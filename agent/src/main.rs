@@ -153,7 +153,9 @@ fn shorten_pool_spin() {
 /// allocate from their own arenas, which cannot hold a buffer over 64 MB and `mmap` it whatever
 /// the settings, so every thread shares the main arena: FiNER training at 16 rows per
 /// micro-batch on all seven projections, 103 s -> 74 s per step (system time 62 s -> 8 s), the
-/// same peak memory and losses (session 19, docs/training.md). `MALLOC_MMAP_MAX_`,
+/// same peak memory and losses (session 19, docs/training.md). Trimming is off altogether (-1):
+/// any positive threshold fits a C int and so still trims a free heap top over 2 GB, which 32
+/// FiNER rows per micro-batch pass every layer. `MALLOC_MMAP_MAX_`,
 /// `MALLOC_TRIM_THRESHOLD_` or `MALLOC_ARENA_MAX` in the environment leave glibc's settings to
 /// the user.
 fn keep_freed_memory() {
@@ -176,7 +178,8 @@ fn keep_freed_memory() {
         unsafe {
             mallopt(M_ARENA_MAX, 1);
             mallopt(M_MMAP_MAX, 0);
-            mallopt(M_TRIM_THRESHOLD, std::ffi::c_int::MAX);
+            // -1: never trim (any value up to c_int::MAX still trims a top chunk over 2 GB).
+            mallopt(M_TRIM_THRESHOLD, -1);
         }
     }
 }
