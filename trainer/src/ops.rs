@@ -205,11 +205,10 @@ impl CustomOp1 for CausalSoftmax {
             )
         }
         let mut out = vec![0f32; scores.len()];
-        let visible = |row_idx: usize| self.start_pos + row_idx % self.seq_len + 1;
         for_row_chunks(&mut out, total, |first_row, out_rows| {
             for (offset, out_row) in out_rows.chunks_mut(total).enumerate() {
                 let row_idx = first_row + offset;
-                let visible = visible(row_idx);
+                let visible = self.start_pos + row_idx % self.seq_len + 1;
                 let row = &scores[row_idx * total..][..visible];
                 let max = row.iter().fold(f32::NEG_INFINITY, |max, &x| max.max(x));
                 let mut sum = 0f32;

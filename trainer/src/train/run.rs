@@ -409,8 +409,8 @@ pub fn token_loss_value(
     share_prefix: bool,
 ) -> Result<(f64, usize)> {
     let batch = loss_batch(model, examples, share_prefix)?;
-    let mut xs = model.embed(&batch.input)?.detach();
-    let mut prefix = batch.prefix.as_ref().map(|ids| model.embed(ids)).transpose()?.map(|p| p.detach());
+    let mut xs = model.embed(&batch.input)?;
+    let mut prefix = batch.prefix.as_ref().map(|ids| model.embed(ids)).transpose()?;
     for idx in 0..model.num_layers() {
         xs = match prefix.take() {
             Some(prefix_in) => {
