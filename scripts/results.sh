@@ -17,8 +17,9 @@
 #   train-fpbc3 its third cycle: the same config from the second cycle's adapter, seed 44
 #   train-finer single-task FiNER adapter, 8-bit, rank 8 (configs/finer-r8-8bit.toml)
 #   train-finer2 its second attempt: all seven projections, 3 epochs (configs/finer-r8-all-8bit.toml)
+#   train-finer2c a second cycle of it: 3 more epochs from its adapter (configs/finer-r8-all-8bit-continued.toml)
 #   eval-base   the 8-bit base on every task's full test split
-#   eval-mt8 | eval-mt4 | eval-fpb | eval-finer | eval-finer2   the adapters on the full test splits (the
+#   eval-mt8 | eval-mt4 | eval-fpb | eval-finer | eval-finer2 | eval-finer2c   the adapters on the full test splits (the
 #               single-task adapters on their own task)
 #   eval-fpbc | eval-fpbc3   the FPB adapter after its second / third cycle on FPB's test split
 #   eval-mt8c   the second cycle's adapter on the full test splits, the tasks below their goals first
@@ -83,6 +84,7 @@ for step in "$@"; do
     train-fpbc3) next_cycle runs/fpb-r8-8bit-continued runs/fpb-r8-8bit-cycle3 configs/fpb-r8-8bit-continued.toml 44 ;;
     train-finer) train runs/finer-r8-8bit configs/finer-r8-8bit.toml ;;
     train-finer2) train runs/finer-r8-all-8bit configs/finer-r8-all-8bit.toml ;;
+    train-finer2c) next_cycle runs/finer-r8-all-8bit runs/finer-r8-all-8bit-continued configs/finer-r8-all-8bit-continued.toml 43 ;;
     eval-base) evaluate base8 "base, 8-bit" "$all_tasks" ;;
     eval-mt8)
         dir=$(adapter runs/multitask-r8-8bit)
@@ -118,9 +120,12 @@ for step in "$@"; do
     eval-finer2)
         dir=$(adapter runs/finer-r8-all-8bit)
         evaluate finer8all "FiNER single-task r8 all projections, 8-bit, 3 epochs" finer --adapter "$dir" ;;
+    eval-finer2c)
+        dir=$(adapter runs/finer-r8-all-8bit-continued)
+        evaluate finer8allc "FiNER single-task r8 all projections, 8-bit, 6 epochs (2 cycles)" finer --adapter "$dir" ;;
     report)
         runs=()
-        for r in base8 mt8 mt8c mt8c3 mt8-label mt4 fpb8 fpb8c fpb8c3 finer8 finer8all; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
+        for r in base8 mt8 mt8c mt8c3 mt8-label mt4 fpb8 fpb8c fpb8c3 finer8 finer8all finer8allc; do [[ -f $evals/$r/run.json ]] && runs+=("$evals/$r"); done
         # Until eval-fpb has run, the FPB adapter's full-split evaluation of session 3 (its adapter
         # was not kept; train-fpb retrains it): docs/results/fpb-final/run-full.json.
         [[ -f $evals/fpb8/run.json ]] || runs+=("$evals/fpb8-session3")
