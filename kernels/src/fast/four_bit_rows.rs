@@ -360,6 +360,12 @@ mod x86 {
         let chunks_per_block = blocksize / CHUNK;
         let blocks_per_row = absmax.len() / 4;
         let row_bytes = codes.len() / 4;
+        // The codes of the four rows after the next four (a decoding step streams its weights
+        // from memory; the hardware prefetcher alone left it well short of the bandwidth).
+        let ahead = codes.as_ptr().wrapping_add(2 * codes.len());
+        for line in (0..codes.len()).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line).cast::<i8>());
+        }
         let mut total = [_mm512_setzero_ps(); 4];
         for block_idx in 0..blocks_per_row {
             let mut even = [_mm512_setzero_ps(); 4];

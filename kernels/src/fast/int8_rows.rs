@@ -184,10 +184,14 @@ mod x86 {
         // Rows one after another, so the weights stream from one address range the prefetcher
         // follows (four rows read side by side stall on memory), each with four accumulator
         // chains so the FMA latency does not bound a single token's dot product.
+        // The row eight ahead is fetched a cache line per pass (a pass reads one line): the
+        // prefetcher alone left a decoding step short of the memory bandwidth.
         codes.map(|codes| {
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut vector = 0;
+            let ahead = codes.as_ptr().wrapping_add(8 * codes.len());
             while vector + 4 <= n_vectors {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(vector * LANES));
                 for (lane, acc) in acc.iter_mut().enumerate() {
                     let x_vector = _mm512_loadu_ps(x.as_ptr().add((vector + lane) * LANES));
                     *acc = _mm512_fmadd_ps(weights(codes, vector + lane), x_vector, *acc);

@@ -105,7 +105,11 @@ mod x86 {
         // token's FMA latency nor its horizontal sum bounds the loop.
         let mut acc = [[_mm512_setzero_ps(); 4]; T];
         let mut block = 0;
+        // Rows are read one after another from memory (a vocabulary's head outgrows the cache):
+        // the row four ahead, one cache line per pass, keeps the loads ahead of the FMAs.
+        let ahead = codes.as_ptr().wrapping_add(4 * codes.len());
         while block + 2 <= n_blocks {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(block * Q8_0_BLOCK).cast());
             let w = [
                 weights(codes, scales, block, 0),
                 weights(codes, scales, block, 1),
