@@ -516,23 +516,19 @@ mod vnni {
             while cols.len() >= 8 {
                 let col = cols.start;
                 let mut acc = [zero; 8];
-                for (chunk, &codes) in offset_codes.iter().enumerate() {
-                    // The weight rows two groups ahead, one cache line per load here: the rows
-                    // stream from memory (a model's int8 weights outgrow the cache), and the
-                    // hardware prefetcher alone left a decoding step at half the bandwidth.
-                    let ahead = cb.as_ptr().wrapping_add((col + 16) * in_features + chunk * 64);
-                    for offset in 0..8 {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset * in_features).cast());
-                    }
-                    for (offset, acc) in acc.iter_mut().enumerate() {
+                // The weight rows two groups ahead, a cache line per load here: the rows stream
+                // from memory (a model's int8 weights outgrow the cache), and the hardware
+                // prefetcher alone left a decoding step short of the bandwidth.
+                let ahead = cb.as_ptr().wrapping_add((col + 16) * in_features);
+                for (offset, acc) in acc.iter_mut().enumerate() {
+                    // Each row read in order; the eight rows' chains are independent, so the
+                    // core overlaps them.
+                    let row = cb.as_ptr().wrapping_add((col + offset) * in_features);
+                    for (chunk, &codes) in offset_codes.iter().enumerate() {
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset * in_features + chunk * 64).cast());
                         // SAFETY: weight row `col + offset < cols.end` has `in_features` codes;
                         // the mask stops there.
-                        let w = unsafe {
-                            _mm512_maskz_loadu_epi8(
-                                chunk_mask(chunk),
-                                cb.as_ptr().add((col + offset) * in_features + chunk * 64).cast(),
-                            )
-                        };
+                        let w = unsafe { _mm512_maskz_loadu_epi8(chunk_mask(chunk), row.add(chunk * 64).cast()) };
                         *acc = _mm512_dpbusd_epi32(*acc, codes, w);
                     }
                 }
