@@ -168,33 +168,31 @@ pub(crate) fn matmul_dequantized_few_rows(
     let scb = weight.scb();
     // Outputs split across threads; every thread reads all (few) activation rows.
     let per_task = out_features.div_ceil(rayon::current_num_threads() * 4).max(16);
-    let sums: Vec<(usize, Vec<i32>)> = (0..out_features.div_ceil(per_task))
-        .into_par_iter()
-        .map(|task| {
-            let cols = task * per_task..((task + 1) * per_task).min(out_features);
-            let mut sums = vec![0i32; rows * cols.len()];
-            for first_row in (0..rows).step_by(4) {
-                let group = (rows - first_row).min(4);
-                // SAFETY: `vnni_fits` checked the CPU; the rows `first_row..first_row + group`
-                // of `a` (stride `stride >= in_features`) and the weight rows `cols` exist.
-                unsafe {
-                    vnni::dot_rows(
-                        &a[first_row * stride..(first_row + group) * stride],
-                        group,
-                        stride,
-                        cb,
-                        weight.row_sums(),
-                        in_features,
-                        cols.clone(),
-                        &mut sums[first_row * cols.len()..(first_row + group) * cols.len()],
-                    )
-                };
-            }
-            (cols.start, sums)
-        })
-        .collect();
-    for (first_col, sums) in sums {
-        let width = sums.len() / rows;
+    // One buffer, a contiguous `[rows, width]` block per task (no allocation inside the threads,
+    // which share one malloc arena and contended for its lock on every decoding step).
+    let mut sums = vec![0i32; rows * out_features];
+    sums.par_chunks_mut(rows * per_task).enumerate().for_each(|(task, sums)| {
+        let cols = task * per_task..task * per_task + sums.len() / rows;
+        for first_row in (0..rows).step_by(4) {
+            let group = (rows - first_row).min(4);
+            // SAFETY: `vnni_fits` checked the CPU; the rows `first_row..first_row + group` of
+            // `a` (stride `stride >= in_features`) and the weight rows `cols` exist.
+            unsafe {
+                vnni::dot_rows(
+                    &a[first_row * stride..(first_row + group) * stride],
+                    group,
+                    stride,
+                    cb,
+                    weight.row_sums(),
+                    in_features,
+                    cols.clone(),
+                    &mut sums[first_row * cols.len()..(first_row + group) * cols.len()],
+                )
+            };
+        }
+    });
+    for (task, sums) in sums.chunks(rows * per_task).enumerate() {
+        let (first_col, width) = (task * per_task, sums.len() / rows);
         for (row, row_sums) in sums.chunks(width).enumerate() {
             for (offset, &value) in row_sums.iter().enumerate() {
                 let col = first_col + offset;
@@ -478,6 +476,56 @@ mod vnni {
                 (1u64 << lanes) - 1
             }
         };
+        let zero = _mm512_setzero_si512();
+        let width = cols.len();
+        let mut cols = cols;
+        let first = cols.start;
+        if rows == 1 {
+            // One row (a decoding step): a single accumulator chain per column would wait on each
+            // `vpdpbusd` in turn, so eight columns run side by side (four gave 30% more tokens/s
+            // than one, eight 7% more again), each weight row read in order. The offset codes
+            // `a + 128` multiply the weight as it is (no sign folding per weight chunk), and
+            // `128 · Σ_k w[k]` is taken off each sum; the masked loads zero the lanes past the row.
+            while cols.len() >= 8 {
+                let col = cols.start;
+                let mut acc = [zero; 8];
+                // The weight rows two groups ahead, a cache line per load here: the rows stream
+                // from memory (a model's int8 weights outgrow the cache), and the hardware
+                // prefetcher alone left a decoding step short of the bandwidth.
+                let ahead = cb.as_ptr().wrapping_add((col + 16) * in_features);
+                for (offset, acc) in acc.iter_mut().enumerate() {
+                    // Each row read in order; the eight rows' chains are independent, so the
+                    // core overlaps them.
+                    let row = cb.as_ptr().wrapping_add((col + offset) * in_features);
+                    for chunk in 0..chunks {
+                        // The activation's offset codes, read again per row from L1 (a vector
+                        // per chunk kept in a buffer cost an allocation per call).
+                        // SAFETY: the masked load reads only inputs below `in_features <= stride`.
+                        let codes = unsafe {
+                            _mm512_maskz_loadu_epi8(chunk_mask(chunk), a.as_ptr().add(chunk * 64).cast())
+                        };
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            ahead.wrapping_add(offset * in_features + chunk * 64).cast(),
+                        );
+                        // SAFETY: weight row `col + offset < cols.end` has `in_features` codes;
+                        // the mask stops there.
+                        let w =
+                            unsafe { _mm512_maskz_loadu_epi8(chunk_mask(chunk), row.add(chunk * 64).cast()) };
+                        *acc = _mm512_dpbusd_epi32(*acc, codes, w);
+                    }
+                }
+                // SAFETY: `row_sums` holds `cols.end > col + 7` values.
+                let weight_sums = unsafe { _mm256_loadu_si256(row_sums.as_ptr().add(col).cast()) };
+                let totals = _mm256_sub_epi32(sum8(&acc), _mm256_slli_epi32::<7>(weight_sums));
+                // SAFETY: `sums` holds `cols.len() >= 8` values from `col - first`.
+                unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(col - first).cast(), totals) };
+                cols.start += 8;
+            }
+        }
+        // The remaining columns (all of them for several rows), one at a time.
+        if cols.is_empty() {
+            return;
+        }
         // |a| and the sign mask of every chunk of every row, once.
         let mut magnitudes = Vec::with_capacity(rows * chunks);
         let mut negative = Vec::with_capacity(rows * chunks);
@@ -497,50 +545,6 @@ mod vnni {
                 negative.push(_mm512_movepi8_mask(codes));
             }
         }
-        let zero = _mm512_setzero_si512();
-        let width = cols.len();
-        let mut cols = cols;
-        let first = cols.start;
-        if rows == 1 {
-            // One row (a decoding step): a single accumulator chain per column would wait on each
-            // `vpdpbusd` in turn, so eight columns run side by side (four gave 30% more tokens/s
-            // than one, eight 7% more again), each weight row read in order. The offset codes
-            // `a + 128` multiply the weight as it is (no sign folding per weight chunk), and
-            // `128 · Σ_k w[k]` is taken off each sum; the masked loads zero the lanes past the row.
-            let offset_codes: Vec<__m512i> = (0..chunks)
-                .map(|chunk| {
-                    // SAFETY: the masked load reads only inputs below `in_features <= stride`.
-                    unsafe { _mm512_maskz_loadu_epi8(chunk_mask(chunk), a.as_ptr().add(chunk * 64).cast()) }
-                })
-                .collect();
-            while cols.len() >= 8 {
-                let col = cols.start;
-                let mut acc = [zero; 8];
-                // The weight rows two groups ahead, a cache line per load here: the rows stream
-                // from memory (a model's int8 weights outgrow the cache), and the hardware
-                // prefetcher alone left a decoding step short of the bandwidth.
-                let ahead = cb.as_ptr().wrapping_add((col + 16) * in_features);
-                for (offset, acc) in acc.iter_mut().enumerate() {
-                    // Each row read in order; the eight rows' chains are independent, so the
-                    // core overlaps them.
-                    let row = cb.as_ptr().wrapping_add((col + offset) * in_features);
-                    for (chunk, &codes) in offset_codes.iter().enumerate() {
-                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset * in_features + chunk * 64).cast());
-                        // SAFETY: weight row `col + offset < cols.end` has `in_features` codes;
-                        // the mask stops there.
-                        let w = unsafe { _mm512_maskz_loadu_epi8(chunk_mask(chunk), row.add(chunk * 64).cast()) };
-                        *acc = _mm512_dpbusd_epi32(*acc, codes, w);
-                    }
-                }
-                // SAFETY: `row_sums` holds `cols.end > col + 7` values.
-                let weight_sums = unsafe { _mm256_loadu_si256(row_sums.as_ptr().add(col).cast()) };
-                let totals = _mm256_sub_epi32(sum8(&acc), _mm256_slli_epi32::<7>(weight_sums));
-                // SAFETY: `sums` holds `cols.len() >= 8` values from `col - first`.
-                unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(col - first).cast(), totals) };
-                cols.start += 8;
-            }
-        }
-        // The remaining columns (all of them for several rows), one at a time.
         let done = cols.start - first;
         for (local, col) in cols.enumerate() {
             let mut acc = [zero; 4];
