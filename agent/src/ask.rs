@@ -61,15 +61,21 @@ impl AdapterChoice {
 impl LanguageModel {
     /// Loads the model as stored (f32 after dequantizing GGUF blocks).
     pub fn load(path: &Path) -> Result<Self> {
-        Self::load_with(path, BaseBits::F32, &AdapterChoice::None)
+        Self::load_with(path, BaseBits::F32, Int8Matmul::Dequantized, &AdapterChoice::None)
     }
 
-    /// Loads the model, re-quantizes its decoder projections to `bits` and attaches `adapter`
-    /// (use the base precision the adapter was trained with).
-    pub fn load_with(path: &Path, bits: BaseBits, adapter: &AdapterChoice) -> Result<Self> {
+    /// Loads the model, re-quantizes its decoder projections to `bits` (an 8-bit base multiplying
+    /// as `int8_matmul` says) and attaches `adapter` (use the base precision the adapter was
+    /// trained with).
+    pub fn load_with(
+        path: &Path,
+        bits: BaseBits,
+        int8_matmul: Int8Matmul,
+        adapter: &AdapterChoice,
+    ) -> Result<Self> {
         let (mut model, tokenizer) =
             trainer::loader::load(path).with_context(|| format!("cannot load model {}", path.display()))?;
-        quantize_for_inference(&mut model, bits, Int8Matmul::Dequantized)?;
+        quantize_for_inference(&mut model, bits, int8_matmul)?;
         match adapter {
             AdapterChoice::Bundled => adapter::attach_bundled(&mut model)
                 .with_context(|| format!("cannot attach the bundled adapter to {}", path.display()))?,

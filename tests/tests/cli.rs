@@ -222,6 +222,29 @@ fn question_sets_are_scored_with_wrong_and_not_found_apart() {
 }
 
 #[test]
+fn llm_int8_answers_on_request() {
+    let (Some(shared), Some(model)) = (shared(), model()) else { return };
+    let home = tempfile::tempdir().unwrap();
+    let mirror = shared.join("xbrl");
+    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+    let questions = home.path().join("questions.jsonl");
+    std::fs::write(
+        &questions,
+        r#"{"question": "What was AAPL's 2022 revenue?", "expected": "394328000000"}"#,
+    )
+    .unwrap();
+    let out = home.path().join("answers.jsonl");
+    let args = ["ask", "--questions", questions.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let output = finagent(home.path(), &[&args[..], &["--int8-matmul", "llm-int8"]].concat(), &env);
+    assert!(output.status.success(), "ask --int8-matmul llm-int8 failed: {}", stderr(&output));
+    assert!(stderr(&output).contains("8-bit base, LLM.int8): 1 correct"), "{}", stderr(&output));
+
+    let output = finagent(home.path(), &[&args[..], &["--int8-matmul", "int4"]].concat(), &env);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("int4"), "{}", stderr(&output));
+}
+
+#[test]
 fn unknown_company_and_year_are_clear_errors() {
     let (Some(shared), Some(model)) = (shared(), model()) else { return };
     let home = tempfile::tempdir().unwrap();

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use agent::ask::{resolve, respond, AdapterChoice, ModelSource};
 use agent::config::Paths;
-use trainer::quantize::BaseBits;
+use trainer::quantize::{BaseBits, Int8Matmul};
 
 use super::ask::ensure_company_indexed;
 
@@ -54,7 +54,7 @@ pub fn run(
     file: &Path,
     out: Option<&Path>,
     adapter: &AdapterChoice,
-    bits: BaseBits,
+    (bits, int8_matmul): (BaseBits, Int8Matmul),
     model: &mut ModelSource,
 ) -> Result<()> {
     let rows = read_rows(file)?;
@@ -98,11 +98,12 @@ pub fn run(
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     eprintln!(
-        "{} questions from {} (adapter {}, {bits}-bit base): {correct} correct ({:.1}%), {wrong} wrong ({:.1}%), \
+        "{} questions from {} (adapter {}, {bits}-bit base{}): {correct} correct ({:.1}%), {wrong} wrong ({:.1}%), \
          {not_found} not found ({:.1}%){}",
         rows.len(),
         file.display(),
         adapter.describe(),
+        if bits == BaseBits::Int8 && int8_matmul == Int8Matmul::LlmInt8 { ", LLM.int8" } else { "" },
         share(correct),
         share(wrong),
         share(not_found),
