@@ -41,7 +41,8 @@ pub struct Args {
     bits: Option<BaseBits>,
     /// How an 8-bit base multiplies: `dequantized` (f32 activations times the int8 weight) or
     /// `llm-int8` (bitsandbytes' int8 activations with outliers in f32; about twice the prompt
-    /// speed with AVX-512 VNNI).
+    /// speed with AVX-512 VNNI). The bundled adapter was trained over `dequantized` and answers
+    /// less accurately with `llm-int8` (docs/agent.md, "Latency").
     #[arg(long, value_enum, default_value = "dequantized")]
     int8_matmul: super::Int8MatmulArg,
     /// Answer every question of a JSONL file (`{"question": ..., "expected": "394328000000"}`)
