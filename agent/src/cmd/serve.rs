@@ -586,7 +586,10 @@ where
     let server = Arc::clone(server);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        job(&server)
+        // On a rayon worker, as `main` runs the other commands: a product's parallel loop
+        // started from outside the pool waits on a worker at every one of its ~200 calls a
+        // token, and the calling thread does none of the work (warm asks took twice as long).
+        rayon::scope(|_| job(&server))
     })
     .await
     .map_err(|error| ApiError::internal(format!("the model worker failed: {error}")))?
