@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Output;
 
 use common::{finagent, model, shared, stderr, stdout};
@@ -184,62 +185,80 @@ fn quarters_come_from_indexed_10qs() {
     assert!(stderr(&output).contains("fourth quarter is not filed on its own"), "{}", stderr(&output));
 }
 
+/// A question-set file in a fresh home, answered by `finagent ask --questions` from the shared
+/// filings' mirror and the default model.
+struct QuestionSet {
+    home: tempfile::TempDir,
+    mirror: PathBuf,
+    model: PathBuf,
+    questions: PathBuf,
+    out: PathBuf,
+}
+
+impl QuestionSet {
+    /// `None` where the shared data or the model is absent (outside CI).
+    fn new(rows: &str) -> Option<Self> {
+        let (Some(shared), Some(model)) = (shared(), model()) else { return None };
+        let home = tempfile::tempdir().unwrap();
+        let (questions, out) = (home.path().join("questions.jsonl"), home.path().join("answers.jsonl"));
+        std::fs::write(&questions, rows).unwrap();
+        Some(Self { home, mirror: shared.join("xbrl"), model, questions, out })
+    }
+
+    fn ask(&self, extra_args: &[&str]) -> Output {
+        let args =
+            ["ask", "--questions", self.questions.to_str().unwrap(), "--out", self.out.to_str().unwrap()];
+        let env = [("FINAGENT_XBRL_MIRROR", self.mirror.as_path()), ("FINAGENT_MODEL", self.model.as_path())];
+        finagent(self.home.path(), &[&args[..], extra_args].concat(), &env)
+    }
+}
+
 #[test]
 fn question_sets_are_scored_with_wrong_and_not_found_apart() {
-    let (Some(shared), Some(model)) = (shared(), model()) else { return };
-    let home = tempfile::tempdir().unwrap();
-    let mirror = shared.join("xbrl");
-    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
-    let questions = home.path().join("questions.jsonl");
-    std::fs::write(
-        &questions,
-        concat!(
-            r#"{"id": "right", "question": "What were AMZN's 2022 total assets?", "expected": "462675000000"}"#, "\n",
-            r#"{"id": "wrong-gold", "question": "What was AAPL's 2022 revenue?", "expected": "1"}"#, "\n",
-            r#"{"id": "missing", "question": "What was AAPL's 2031 revenue?", "expected": "1"}"#, "\n",
-        ),
-    )
-    .unwrap();
-    let out = home.path().join("answers.jsonl");
-    let args = ["ask", "--questions", questions.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    let output = finagent(home.path(), &args, &env);
+    let Some(set) = QuestionSet::new(concat!(
+        r#"{"id": "right", "question": "What were AMZN's 2022 total assets?", "expected": "462675000000"}"#,
+        "\n",
+        r#"{"id": "wrong-gold", "question": "What was AAPL's 2022 revenue?", "expected": "1"}"#,
+        "\n",
+        r#"{"id": "missing", "question": "What was AAPL's 2031 revenue?", "expected": "1"}"#,
+        "\n",
+    )) else {
+        return;
+    };
+    let output = set.ask(&[]);
     assert!(output.status.success(), "ask --questions failed: {}", stderr(&output));
     assert!(
         stderr(&output).contains("1 correct (33.3%), 1 wrong (33.3%), 1 not found (33.3%)"),
         "{}",
         stderr(&output)
     );
-    let records: Vec<Value> =
-        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<Value> = std::fs::read_to_string(&set.out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let outcomes: Vec<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["correct", "wrong", "not_found"]);
     assert!(records[2]["answer"].as_str().unwrap().contains("2031"), "{}", records[2]);
 
-    std::fs::write(&questions, "{\"question\": \n").unwrap();
-    let output = finagent(home.path(), &args, &env);
+    std::fs::write(&set.questions, "{\"question\": \n").unwrap();
+    let output = set.ask(&[]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("questions.jsonl:1"), "{}", stderr(&output));
 }
 
 #[test]
 fn llm_int8_answers_on_request() {
-    let (Some(shared), Some(model)) = (shared(), model()) else { return };
-    let home = tempfile::tempdir().unwrap();
-    let mirror = shared.join("xbrl");
-    let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
-    let questions = home.path().join("questions.jsonl");
-    std::fs::write(
-        &questions,
-        r#"{"question": "What was AAPL's 2022 revenue?", "expected": "394328000000"}"#,
-    )
-    .unwrap();
-    let out = home.path().join("answers.jsonl");
-    let args = ["ask", "--questions", questions.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    let output = finagent(home.path(), &[&args[..], &["--int8-matmul", "llm-int8"]].concat(), &env);
+    let Some(set) =
+        QuestionSet::new(r#"{"question": "What was AAPL's 2022 revenue?", "expected": "394328000000"}"#)
+    else {
+        return;
+    };
+    let output = set.ask(&["--int8-matmul", "llm-int8"]);
     assert!(output.status.success(), "ask --int8-matmul llm-int8 failed: {}", stderr(&output));
     assert!(stderr(&output).contains("8-bit base, LLM.int8): 1 correct"), "{}", stderr(&output));
 
-    let output = finagent(home.path(), &[&args[..], &["--int8-matmul", "int4"]].concat(), &env);
+    let output = set.ask(&["--int8-matmul", "int4"]);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("int4"), "{}", stderr(&output));
 }
