@@ -588,7 +588,7 @@ where
         let _permit = permit;
         // On a rayon worker, as `main` runs the other commands: a product's parallel loop
         // started from outside the pool waits on a worker at every one of its ~200 calls a
-        // token, and the calling thread does none of the work (warm asks took twice as long).
+        // token, and the calling thread does none of the work (warm asks took 1.5x as long).
         rayon::scope(|_| job(&server))
     })
     .await
