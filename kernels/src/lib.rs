@@ -24,7 +24,7 @@ pub mod torch_sum;
 
 pub use double_quant::DoubleQuantAbsmax;
 pub use error::{Error, Result};
-pub use fast::{Isa, ProductConfig, ProductPath};
+pub use fast::{Compute, Isa, ProductConfig, ProductPath};
 pub use four_bit::{BlockScales, FourBitConfig, FourBitFormat, FourBitTensor};
 pub use gguf_dequant::GgufType;
 pub use int8::{Int8Activation, Int8Weight, QuantInput};

@@ -10,7 +10,7 @@ mod common;
 
 use candle_core::{Device, Module, Tensor, Var};
 use common::{assert_close, magnitudes, pseudo_random};
-use kernels::fast::{decode_panel, product, ProductConfig, ProductPath};
+use kernels::fast::{decode_panel, product, Compute, ProductConfig, ProductPath};
 use kernels::{
     product_reference, Direction, FourBitConfig, FourBitFormat, FourBitTensor, Int8Weight, Isa, Q8_0Weight,
     QuantInput, QuantLinear, QuantWeight,
@@ -76,7 +76,12 @@ fn configs() -> Vec<ProductConfig> {
         for path in [ProductPath::Auto, ProductPath::Fused, ProductPath::Tiled] {
             configs.push(ProductConfig { path, isa, ..ProductConfig::default() });
         }
-        configs.push(ProductConfig { path: ProductPath::Tiled, isa, panel_bytes: 4096 });
+        configs.push(ProductConfig {
+            path: ProductPath::Tiled,
+            isa,
+            panel_bytes: 4096,
+            ..ProductConfig::default()
+        });
     }
     configs
 }
@@ -108,6 +113,85 @@ fn backward_equals_reference_on_every_path() {
     for (name, weight) in weights() {
         for rows in ROW_COUNTS {
             check_direction(&name, &weight, Direction::Backward, rows);
+        }
+    }
+}
+
+/// `x` rounded to bfloat16, to nearest with ties to even (finite values).
+fn round_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    f32::from_bits(bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000)
+}
+
+/// The product with the input and the dequantized weight both rounded to bf16, summed in f64.
+fn bf16_reference(weight: &QuantWeight, direction: Direction, input: &[f32], rows: usize) -> Vec<f32> {
+    let (out_features, in_features) = weight.matrix_dims().expect("dims");
+    let dense: Vec<f64> = weight.dequantize().into_iter().map(|w| f64::from(round_bf16(w))).collect();
+    let (input_features, output_features) = match direction {
+        Direction::Forward => (in_features, out_features),
+        Direction::Backward => (out_features, in_features),
+    };
+    let mut out = vec![0.0f32; rows * output_features];
+    for row in 0..rows {
+        let x = &input[row * input_features..(row + 1) * input_features];
+        for (out_idx, value) in out[row * output_features..(row + 1) * output_features].iter_mut().enumerate()
+        {
+            let sum: f64 = x
+                .iter()
+                .enumerate()
+                .map(|(in_idx, &x)| {
+                    let w = match direction {
+                        Direction::Forward => dense[out_idx * in_features + in_idx],
+                        Direction::Backward => dense[in_idx * in_features + out_idx],
+                    };
+                    f64::from(round_bf16(x)) * w
+                })
+                .sum();
+            *value = sum as f32;
+        }
+    }
+    out
+}
+
+/// The tiled path in bf16 equals the product of the bf16-rounded operands up to f32 summation
+/// (odd inner sizes leave a half-empty last pair), and is measurably not the f32 product, so the
+/// rounding really happens. Where the CPU lacks AVX-512 BF16 it is the f32 product exactly.
+#[test]
+fn bf16_tiled_products_equal_the_rounded_reference() {
+    let runs_bf16 = Compute::Bf16.runs_as(Isa::detect()) == Compute::Bf16;
+    for (name, weight) in weights() {
+        for direction in [Direction::Forward, Direction::Backward] {
+            for rows in [1, 17, 256] {
+                let (out_features, in_features) = weight.matrix_dims().expect("dims");
+                let input_features = if direction == Direction::Forward { in_features } else { out_features };
+                let input = pseudo_random(rows * input_features, rows as u64 + 7, 1.0);
+                let magnitudes = magnitudes(&weight, direction, &input, rows);
+                for panel_bytes in [4096, ProductConfig::default().panel_bytes] {
+                    let f32_config =
+                        ProductConfig { path: ProductPath::Tiled, panel_bytes, ..ProductConfig::default() };
+                    let bf16_config = ProductConfig { compute: Compute::Bf16, ..f32_config };
+                    let fast = product(&weight, direction, &input, rows, &bf16_config).expect("bf16 product");
+                    let exact = product(&weight, direction, &input, rows, &f32_config).expect("f32 product");
+                    let what = format!("{name} {direction:?} rows {rows} panel {panel_bytes}");
+                    if !runs_bf16 {
+                        assert_eq!(fast, exact, "{what}: bf16 falls back to f32");
+                        continue;
+                    }
+                    let reference = bf16_reference(&weight, direction, &input, rows);
+                    assert_close(&fast, &reference, &magnitudes, &format!("{what} bf16"));
+                    // bf16 keeps 8 significant bits: each term is off by up to 2^-8 of its size,
+                    // so even over 4,000 terms of random sign the sums differ from f32's by more
+                    // than 5e-6 of their magnitude somewhere, where f32's own rounding stays
+                    // below 1e-6.
+                    let largest = fast
+                        .iter()
+                        .zip(&exact)
+                        .zip(&magnitudes)
+                        .map(|((a, b), m)| (a - b).abs() / m.max(f32::MIN_POSITIVE))
+                        .fold(0.0f32, f32::max);
+                    assert!(largest > 5e-6, "{what}: bf16 equals f32 (largest relative gap {largest})");
+                }
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use kernels::fast::{int8_vectorwise_forward, product, ProductConfig, ProductPath};
+use kernels::fast::{int8_vectorwise_forward, product, Compute, ProductConfig, ProductPath};
 use kernels::{
     Direction, FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, Isa, QuantInput, QuantWeight,
 };
@@ -62,6 +62,26 @@ struct MatmulArgs {
     /// Force the fused or the tiled path (default: chosen by row count).
     #[arg(long, value_enum, default_value = "auto")]
     path: PathArg,
+    /// Arithmetic of the tiled path for nf4 and int8: f32, or bf16 operands summed in f32
+    /// (needs AVX-512 BF16; f32 elsewhere, as the JSON line's "compute" says).
+    #[arg(long, value_enum, default_value = "f32")]
+    compute: ComputeArg,
+}
+
+/// The arithmetic of the quantized base's many-row products (`kernels::Compute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ComputeArg {
+    F32,
+    Bf16,
+}
+
+impl From<ComputeArg> for Compute {
+    fn from(arg: ComputeArg) -> Compute {
+        match arg {
+            ComputeArg::F32 => Compute::F32,
+            ComputeArg::Bf16 => Compute::Bf16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,6 +174,7 @@ fn run_matmul(args: &MatmulArgs) -> Result<()> {
     if let Some(isa) = args.isa {
         config.isa = isa.isa();
     }
+    config.compute = args.compute.into();
     config.path = match args.path {
         PathArg::Auto => ProductPath::Auto,
         PathArg::Fused => ProductPath::Fused,
@@ -182,6 +203,11 @@ fn run_matmul(args: &MatmulArgs) -> Result<()> {
                         "out_features": out_features,
                         "tokens": tokens,
                         "format": format.name(),
+                        "compute": if matches!(layer, Layer::Quant(_)) {
+                            config.compute.runs_as(config.isa).name()
+                        } else {
+                            "f32"
+                        },
                         "direction": if direction == Direction::Forward { "forward" } else { "backward" },
                         "gflops": (flops / (ms * 1e6) * 100.0).round() / 100.0,
                         "ms": (ms * 1e4).round() / 1e4,

@@ -52,6 +52,42 @@ pub enum ProductPath {
     Tiled,
 }
 
+/// The arithmetic of the tiled path's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compute {
+    /// f32 products and sums.
+    #[default]
+    F32,
+    /// The activations and the decoded weight rounded to bfloat16 (to nearest, ties to even),
+    /// their products summed in f32 (`vdpbf16ps`): QLoRA's `bnb_4bit_compute_dtype=bfloat16`, at
+    /// twice the multiplications per instruction. Needs AVX-512 BF16 ([`Compute::runs_as`]); the
+    /// fused few-row kernels, which are bound by reading the weight, stay f32.
+    Bf16,
+}
+
+impl Compute {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compute::F32 => "f32",
+            Compute::Bf16 => "bf16",
+        }
+    }
+
+    /// What the tiled path computes in on this CPU with `isa`: `Bf16` only where the AVX-512 GEMM
+    /// runs and the CPU has AVX-512 BF16, else `F32`.
+    pub fn runs_as(self, isa: Isa) -> Compute {
+        #[cfg(target_arch = "x86_64")]
+        if self == Compute::Bf16
+            && isa.checked().isa() == Isa::Avx512
+            && <sgemm::Bf16 as sgemm::Arithmetic>::supported()
+        {
+            return Compute::Bf16;
+        }
+        let _ = isa;
+        Compute::F32
+    }
+}
+
 /// How [`product`] runs; the default picks the path by row count and the widest SIMD the CPU has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProductConfig {
@@ -61,6 +97,9 @@ pub struct ProductConfig {
     /// Upper bound on one decoded f32 panel of the tiled path (per call, not kept); the AVX-512
     /// GEMM packs column blocks of up to twice this.
     pub panel_bytes: usize,
+    /// The tiled path's arithmetic; downgraded to `F32` where the CPU lacks it
+    /// ([`Compute::runs_as`]).
+    pub compute: Compute,
 }
 
 /// Panels of this size stay in L2 and keep the GEMM calls large (measured in `benches/matmul.rs`).
@@ -68,12 +107,18 @@ pub const DEFAULT_PANEL_BYTES: usize = 512 * 1024;
 
 impl Default for ProductConfig {
     fn default() -> Self {
-        ProductConfig { path: ProductPath::Auto, isa: Isa::detect(), panel_bytes: DEFAULT_PANEL_BYTES }
+        ProductConfig {
+            path: ProductPath::Auto,
+            isa: Isa::detect(),
+            panel_bytes: DEFAULT_PANEL_BYTES,
+            compute: Compute::F32,
+        }
     }
 }
 
 /// `Forward`: `[rows, in] -> [rows, out]` (`x · W^T`); `Backward`: `[rows, out] -> [rows, in]`
-/// (`g · W`), row-major, with `W` the dequantized weight.
+/// (`g · W`), row-major, with `W` the dequantized weight (in bf16 arithmetic on the tiled path
+/// when `config.compute` says so and the CPU has it).
 pub fn product(
     weight: &QuantWeight,
     direction: Direction,
@@ -111,8 +156,12 @@ pub fn product(
     Ok(match (fused, direction) {
         (Some(kernel), Direction::Forward) => gemv::forward(kernel, isa, input, rows, view.dims()),
         (Some(kernel), Direction::Backward) => gemv::backward(kernel, isa, input, rows, view.dims()),
-        (None, Direction::Forward) => tiled::forward(&view, isa, input, rows, config.panel_bytes),
-        (None, Direction::Backward) => tiled::backward(&view, isa, input, rows, config.panel_bytes),
+        (None, Direction::Forward) => {
+            tiled::forward(&view, isa, config.compute.runs_as(isa.isa()), input, rows, config.panel_bytes)
+        }
+        (None, Direction::Backward) => {
+            tiled::backward(&view, isa, config.compute.runs_as(isa.isa()), input, rows, config.panel_bytes)
+        }
     })
 }
 

@@ -14,7 +14,7 @@ use super::isa::CheckedIsa;
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::sgemm;
-use super::WeightView;
+use super::{Compute, WeightView};
 
 /// Panels are at most this many input features wide; more rows fill the rest of the budget.
 const MAX_PANEL_COLS: usize = 4096;
@@ -25,6 +25,7 @@ const ROW_STEP: usize = 16;
 pub(super) fn forward(
     view: &WeightView<'_>,
     isa: CheckedIsa,
+    compute: Compute,
     x: &[f32],
     n_rows: usize,
     panel_bytes: usize,
@@ -33,8 +34,10 @@ pub(super) fn forward(
     #[cfg(target_arch = "x86_64")]
     if isa.isa() == Isa::Avx512 {
         let dims = sgemm::Dims { m: n_rows, k: in_features, n: out_features };
-        return own_gemm(view, isa, x, dims, sgemm::WeightSide::Transposed, panel_bytes);
+        return own_gemm(view, isa, compute, x, dims, sgemm::WeightSide::Transposed, panel_bytes);
     }
+    // `compute` is `F32` here: bf16 runs only on the AVX-512 GEMM (`Compute::runs_as`).
+    debug_assert_eq!(compute, Compute::F32);
     let mut y = vec![0.0f32; n_rows * out_features];
     let tiles = Tiles::new(view, panel_bytes);
     let mut panel = vec![0.0f32; tiles.max_panel_len()];
@@ -78,6 +81,7 @@ pub(super) fn forward(
 pub(super) fn backward(
     view: &WeightView<'_>,
     isa: CheckedIsa,
+    compute: Compute,
     grad: &[f32],
     n_rows: usize,
     panel_bytes: usize,
@@ -86,8 +90,9 @@ pub(super) fn backward(
     #[cfg(target_arch = "x86_64")]
     if isa.isa() == Isa::Avx512 {
         let dims = sgemm::Dims { m: n_rows, k: out_features, n: in_features };
-        return own_gemm(view, isa, grad, dims, sgemm::WeightSide::Plain, panel_bytes);
+        return own_gemm(view, isa, compute, grad, dims, sgemm::WeightSide::Plain, panel_bytes);
     }
+    debug_assert_eq!(compute, Compute::F32);
     let mut grad_x = vec![0.0f32; n_rows * in_features];
     let tiles = Tiles::new(view, panel_bytes);
     let mut panel = vec![0.0f32; tiles.max_panel_len()];
@@ -127,30 +132,29 @@ pub(super) fn backward(
 }
 
 /// The AVX-512 GEMM over `view` decoded block by block (each block row-major, on the thread that
-/// packs it), with column blocks of up to twice `panel_bytes`.
+/// packs it), with column blocks of up to twice `panel_bytes`, in `compute`'s arithmetic (which
+/// [`Compute::runs_as`] has checked the CPU runs).
 #[cfg(target_arch = "x86_64")]
 fn own_gemm(
     view: &WeightView<'_>,
     isa: CheckedIsa,
+    compute: Compute,
     input: &[f32],
     dims: sgemm::Dims,
     side: sgemm::WeightSide,
     panel_bytes: usize,
 ) -> Vec<f32> {
-    sgemm::gemm(
-        isa,
-        input,
-        dims,
-        side,
-        view.column_step(),
-        2 * panel_bytes,
-        |rows: Range<usize>, cols: Range<usize>, out: &mut [f32]| {
-            let width = cols.len();
-            for (row, out_row) in rows.zip(out.chunks_exact_mut(width)) {
-                view.decode_row(isa, row, cols.clone(), out_row);
-            }
-        },
-    )
+    let decode = |rows: Range<usize>, cols: Range<usize>, out: &mut [f32]| {
+        let width = cols.len();
+        for (row, out_row) in rows.zip(out.chunks_exact_mut(width)) {
+            view.decode_row(isa, row, cols.clone(), out_row);
+        }
+    };
+    let (step, block_bytes) = (view.column_step(), 2 * panel_bytes);
+    match compute {
+        Compute::F32 => sgemm::gemm::<sgemm::F32, _>(isa, input, dims, side, step, block_bytes, decode),
+        Compute::Bf16 => sgemm::gemm::<sgemm::Bf16, _>(isa, input, dims, side, step, block_bytes, decode),
+    }
 }
 
 fn parallelism() -> gemm::Parallelism {
