@@ -74,7 +74,12 @@ fn main() -> ExitCode {
     keep_freed_memory();
     fix_thread_count();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Eval(_)) {
+    let trains = match &cli.command {
+        Command::Eval(_) | Command::Train(_) => true,
+        Command::Bench(args) => args.is_train(),
+        _ => false,
+    };
+    if trains {
         shorten_pool_spin();
     }
     let result = rayon::scope(|_| dispatch(cli));
@@ -133,11 +138,13 @@ fn fix_thread_count() {
 }
 
 /// Makes candle's CPU worker threads go to sleep after 1,000 spins waiting for the next op instead
-/// of its default 25,000, for `eval`. Evaluation runs many short elementwise ops between the
-/// quantized matmuls (whose own threads are rayon's), and on 2 cores candle's workers spinning
-/// between them take CPU time from the rayon threads: 1,000 gave 12-48% more examples per second
-/// on FPB (docs/evaluation.md, session 13). Training is left at the default, where 1,000 measured
-/// 9% slower (docs/measurements.md). A user's own `CANDLE_BARRIER_POOL_SPIN_LIMIT` is kept.
+/// of its default 25,000, for `eval`, `train` and `bench train`. They run many short elementwise
+/// ops between the quantized matmuls (whose own threads are rayon's), and on 2 cores candle's
+/// worker spinning between them takes CPU time from the rayon threads: 1,000 gave 12-48% more
+/// examples per second on FPB (docs/evaluation.md, session 13), and more training tokens/s on the
+/// machines of sessions 18, 22 and 23 (6-10% in session 22, 0-16% in six alternating pairs in
+/// session 23; docs/measurements.md). Only session 7's machine measured it 9% slower, before the
+/// quantized products had their own GEMM. A user's own `CANDLE_BARRIER_POOL_SPIN_LIMIT` is kept.
 fn shorten_pool_spin() {
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "1000");

@@ -15,7 +15,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor, TensorId};
 
 use crate::error::{Error, Result};
-use crate::fast::{self, Isa, ProductConfig, SharedActivation};
+use crate::fast::{self, Compute, Isa, ProductConfig, SharedActivation};
 use crate::four_bit::FourBitTensor;
 use crate::int8::Int8Weight;
 use crate::int8_matmul::Int8LinearConfig;
@@ -81,6 +81,8 @@ pub struct QuantLinear {
     /// For an int8 weight: compute the f32 forward as LLM.int8 does (int8 activations, int32
     /// products, outliers in f32) instead of with the dequantized weight.
     llm_int8: Option<Int8LinearConfig>,
+    /// The arithmetic of the many-row f32 products (both directions; not LLM.int8's forward).
+    compute: Compute,
 }
 
 impl QuantLinear {
@@ -95,7 +97,14 @@ impl QuantLinear {
                 );
             }
         }
-        Ok(QuantLinear { weight: Arc::new(weight), bias, out_features, in_features, llm_int8: None })
+        Ok(QuantLinear {
+            weight: Arc::new(weight),
+            bias,
+            out_features,
+            in_features,
+            llm_int8: None,
+            compute: Compute::F32,
+        })
     }
 
     /// Makes the f32 forward of an int8 layer run as bitsandbytes' `Linear8bitLt` runs it: the
@@ -113,6 +122,20 @@ impl QuantLinear {
         }
         self.llm_int8 = config;
         Ok(self)
+    }
+
+    /// Runs the layer's many-row products (the forward, unless LLM.int8 computes it, and the
+    /// input gradient) in `compute`'s arithmetic: [`Compute::Bf16`] rounds the activations and
+    /// the decoded weight to bf16 and sums in f32, as bitsandbytes with a bf16 compute dtype
+    /// does, where the CPU has AVX-512 BF16 ([`Compute::runs_as`]). f64 stays exact.
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.compute = compute;
+        self
+    }
+
+    /// The arithmetic asked for with [`QuantLinear::with_compute`].
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// The LLM.int8 forward settings, if the layer computes that way.
@@ -154,6 +177,7 @@ impl QuantLinear {
             weight: Arc::clone(&self.weight),
             direction: Direction::Backward,
             llm_int8: None,
+            compute: self.compute,
             input: None,
         })))
     }
@@ -175,6 +199,7 @@ impl Module for QuantLinear {
             weight: Arc::clone(&self.weight),
             direction: Direction::Forward,
             llm_int8: self.llm_int8,
+            compute: self.compute,
             input: Some(x.id()),
         })))?;
         match &self.bias {
@@ -208,6 +233,8 @@ struct ProductOp {
     direction: Direction,
     /// LLM.int8 settings for the f32 forward of an int8 weight (see [`QuantLinear::with_llm_int8`]).
     llm_int8: Option<Int8LinearConfig>,
+    /// The arithmetic of the f32 product (see [`QuantLinear::with_compute`]).
+    compute: Compute,
     /// The candle tensor the op is applied to, when known: LLM.int8 quantizes it once for every
     /// layer that reads it ([`LAST_ACTIVATION`]).
     input: Option<TensorId>,
@@ -291,7 +318,7 @@ impl CustomOp1 for ProductOp {
                     self.direction,
                     &input[start..end],
                     rows,
-                    &ProductConfig::default(),
+                    &ProductConfig { compute: self.compute, ..ProductConfig::default() },
                 )
                 .map_err(|err| candle_core::Error::Msg(format!("{}: {err}", self.name())))?,
             ),
@@ -313,6 +340,7 @@ impl CustomOp1 for ProductOp {
             weight: Arc::clone(&self.weight),
             direction: self.direction.adjoint(),
             llm_int8: None,
+            compute: self.compute,
             input: None,
         };
         let grad_arg = grad_res.contiguous()?.apply_op1_arc(Arc::new(Box::new(adjoint)))?;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use candle_core::{Module, Tensor};
 use kernels::{
-    FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, Q8_0Weight, QuantInput, QuantLinear,
+    Compute, FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, Q8_0Weight, QuantInput, QuantLinear,
     QuantWeight,
 };
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,55 @@ impl Int8Matmul {
     }
 }
 
+/// The arithmetic of a quantized base's many-row products (training's forward and backward,
+/// prompt prefill); one-token decoding always reads the weight in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    /// f32 products and sums, as the peer's `bnb_4bit_compute_dtype=torch.float32`.
+    #[default]
+    F32,
+    /// Activations and decoded weights rounded to bf16, products summed in f32 (AVX-512 BF16's
+    /// `vdpbf16ps`): QLoRA's and FinLoRA's `bnb_4bit_compute_dtype=torch.bfloat16`. Runs in f32
+    /// on a CPU without AVX-512 BF16 ([`ComputeDtype::runs_here`]).
+    Bf16,
+}
+
+impl ComputeDtype {
+    pub fn name(self) -> &'static str {
+        self.kernel().name()
+    }
+
+    /// What the products compute in on this CPU.
+    pub fn runs_here(self) -> ComputeDtype {
+        match self.kernel().runs_as(kernels::Isa::detect()) {
+            Compute::F32 => ComputeDtype::F32,
+            Compute::Bf16 => ComputeDtype::Bf16,
+        }
+    }
+
+    fn kernel(self) -> Compute {
+        match self {
+            ComputeDtype::F32 => Compute::F32,
+            ComputeDtype::Bf16 => Compute::Bf16,
+        }
+    }
+}
+
+impl FromStr for ComputeDtype {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "f32" => Ok(ComputeDtype::F32),
+            "bf16" => Ok(ComputeDtype::Bf16),
+            other => Err(Error::InvalidInput {
+                reason: format!("compute dtype must be f32 or bf16, got {other:?}"),
+            }),
+        }
+    }
+}
+
 /// A frozen quantized projection behind the model's linear-layer seam.
 #[derive(Debug)]
 pub struct QuantizedLinear {
@@ -111,8 +160,13 @@ pub struct QuantizedLinear {
 
 impl QuantizedLinear {
     /// Quantizes a dense `[out, in]` f32 weight; an int8 one computes its forward as
-    /// `int8_matmul` says.
-    pub fn quantize(weight: &Tensor, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<Self> {
+    /// `int8_matmul` says, and the many-row products run in `compute`.
+    pub fn quantize(
+        weight: &Tensor,
+        bits: BaseBits,
+        int8_matmul: Int8Matmul,
+        compute: ComputeDtype,
+    ) -> Result<Self> {
         let (out_features, in_features) = weight.dims2()?;
         let values: Vec<f32> = weight.flatten_all()?.to_vec1()?;
         let quantized = match bits {
@@ -129,7 +183,10 @@ impl QuantizedLinear {
             }
         };
         let llm_int8 = if bits == BaseBits::Int8 { int8_matmul.config() } else { None };
-        let inner = QuantLinear::new(quantized, None)?.with_llm_int8(llm_int8).map_err(quant_error)?;
+        let inner = QuantLinear::new(quantized, None)?
+            .with_llm_int8(llm_int8)
+            .map_err(quant_error)?
+            .with_compute(compute.kernel());
         Ok(QuantizedLinear { inner })
     }
 
@@ -216,7 +273,26 @@ pub fn quantize_base(model: &mut Llama, bits: BaseBits) -> Result<usize> {
 
 /// [`quantize_base`] with the 8-bit forward chosen by `int8_matmul` (ignored at 4 and 32 bits).
 pub fn quantize_base_with(model: &mut Llama, bits: BaseBits, int8_matmul: Int8Matmul) -> Result<usize> {
+    quantize_base_computing(model, bits, int8_matmul, ComputeDtype::F32)
+}
+
+/// [`quantize_base_with`] whose many-row products run in `compute`. An f32 base is left as it is
+/// and must be asked for f32.
+pub fn quantize_base_computing(
+    model: &mut Llama,
+    bits: BaseBits,
+    int8_matmul: Int8Matmul,
+    compute: ComputeDtype,
+) -> Result<usize> {
     if bits == BaseBits::F32 {
+        if compute != ComputeDtype::F32 {
+            return Err(Error::InvalidInput {
+                reason: format!(
+                    "compute dtype {} needs a 4- or 8-bit base; a 32-bit base computes in f32",
+                    compute.name()
+                ),
+            });
+        }
         return Ok(0);
     }
     let mut count = 0;
@@ -229,7 +305,7 @@ pub fn quantize_base_with(model: &mut Llama, bits: BaseBits, int8_matmul: Int8Ma
                 reason: format!("{module} is not a dense layer and cannot be quantized (quantize before attaching adapters)"),
             });
         };
-        let quantized = QuantizedLinear::quantize(weight, bits, int8_matmul)?;
+        let quantized = QuantizedLinear::quantize(weight, bits, int8_matmul, compute)?;
         *slot = Box::new(quantized);
         count += 1;
     }

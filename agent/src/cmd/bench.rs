@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use kernels::fast::{int8_vectorwise_forward, product, Compute, ProductConfig, ProductPath};
+use kernels::fast::{int8_vectorwise_forward, product, ProductConfig, ProductPath};
 use kernels::{
     Direction, FourBitConfig, FourBitTensor, Int8LinearConfig, Int8Weight, Isa, QuantInput, QuantWeight,
 };
@@ -20,6 +20,13 @@ use kernels::{
 pub struct Args {
     #[command(subcommand)]
     command: BenchCommand,
+}
+
+impl Args {
+    /// Whether this runs training steps (`bench train`).
+    pub fn is_train(&self) -> bool {
+        matches!(self.command, BenchCommand::Train(_))
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -65,23 +72,7 @@ struct MatmulArgs {
     /// Arithmetic of the tiled path for nf4 and int8: f32, or bf16 operands summed in f32
     /// (needs AVX-512 BF16; f32 elsewhere, as the JSON line's "compute" says).
     #[arg(long, value_enum, default_value = "f32")]
-    compute: ComputeArg,
-}
-
-/// The arithmetic of the quantized base's many-row products (`kernels::Compute`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ComputeArg {
-    F32,
-    Bf16,
-}
-
-impl From<ComputeArg> for Compute {
-    fn from(arg: ComputeArg) -> Compute {
-        match arg {
-            ComputeArg::F32 => Compute::F32,
-            ComputeArg::Bf16 => Compute::Bf16,
-        }
-    }
+    compute: super::ComputeArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -12,7 +12,7 @@ use agent::model_fetch::ensure_default_model;
 use datasets::SplitMix64;
 use trainer::dist::single::SingleProcess;
 use trainer::lora::{attach, LoraConfig, LoraInit};
-use trainer::quantize::{quantize_base_with, BaseBits};
+use trainer::quantize::{quantize_base_computing, BaseBits, ComputeDtype};
 use trainer::train::data::TokenizedExample;
 use trainer::train::{train, TrainConfig, TrainJob};
 
@@ -27,6 +27,9 @@ pub struct TrainArgs {
     /// How an 8-bit base multiplies in the forward pass: `dequantized` or `llm-int8`.
     #[arg(long, value_enum, default_value = "dequantized")]
     int8_matmul: super::Int8MatmulArg,
+    /// Arithmetic of a 4- or 8-bit base's products (`compute_dtype` in a training config).
+    #[arg(long, value_enum, default_value = "f32")]
+    compute_dtype: super::ComputeArg,
     #[arg(long, default_value_t = 8)]
     batch: usize,
     #[arg(long, default_value_t = 128)]
@@ -66,7 +69,8 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
     };
     let (mut model, _) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base_with(&mut model, bits, args.int8_matmul.into())?;
+    let compute_dtype = ComputeDtype::from(args.compute_dtype);
+    quantize_base_computing(&mut model, bits, args.int8_matmul.into(), compute_dtype)?;
     let defaults = TrainConfig::default();
     let config = TrainConfig {
         bits: args.bits,
@@ -78,6 +82,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         gradient_checkpointing: args.gradient_checkpointing,
         keep_products_mib: args.keep_products_mib,
         int8_matmul: args.int8_matmul.into(),
+        compute_dtype,
         lora: LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() },
         optim: trainer::train::config::OptimConfig {
             lr: 1e-4,
@@ -124,6 +129,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         "peer": "finagent",
         "bits": args.bits,
         "int8_matmul": (bits == BaseBits::Int8).then(|| trainer::quantize::Int8Matmul::from(args.int8_matmul).name()),
+        "compute_dtype": (bits != BaseBits::F32).then(|| compute_dtype.runs_here().name()),
         "batch": args.batch,
         "seq": args.seq,
         "rank": args.rank,

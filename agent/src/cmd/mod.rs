@@ -38,6 +38,35 @@ impl From<Int8MatmulArg> for trainer::quantize::Int8Matmul {
     }
 }
 
+/// The arithmetic of a quantized base's many-row products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ComputeArg {
+    /// f32 products and sums.
+    #[default]
+    F32,
+    /// Operands rounded to bf16, sums in f32 (QLoRA's compute dtype; needs AVX-512 BF16, f32
+    /// on other CPUs).
+    Bf16,
+}
+
+impl From<ComputeArg> for kernels::Compute {
+    fn from(arg: ComputeArg) -> Self {
+        match arg {
+            ComputeArg::F32 => kernels::Compute::F32,
+            ComputeArg::Bf16 => kernels::Compute::Bf16,
+        }
+    }
+}
+
+impl From<ComputeArg> for trainer::quantize::ComputeDtype {
+    fn from(arg: ComputeArg) -> Self {
+        match arg {
+            ComputeArg::F32 => trainer::quantize::ComputeDtype::F32,
+            ComputeArg::Bf16 => trainer::quantize::ComputeDtype::Bf16,
+        }
+    }
+}
+
 /// The process's peak resident set (`VmHWM` of /proc/self/status), in bytes.
 pub fn peak_rss_bytes() -> anyhow::Result<u64> {
     use anyhow::Context as _;

@@ -12,7 +12,7 @@ use agent::model_fetch::ensure_default_model;
 use trainer::dist::Collective;
 use trainer::lora::{attach, LoraInit};
 use trainer::peft::init_from_adapter;
-use trainer::quantize::quantize_base_with;
+use trainer::quantize::quantize_base_computing;
 use trainer::train::data::tokenize;
 use trainer::train::metrics::{write_atomically, StepMetrics};
 use trainer::train::prepare::prepare_data;
@@ -80,7 +80,14 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     };
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    quantize_base_with(&mut model, config.base_bits()?, config.int8_matmul)?;
+    if config.compute_dtype.runs_here() != config.compute_dtype {
+        eprintln!(
+            "compute_dtype = \"{}\": this CPU lacks AVX-512 BF16, so the base's products run in {}",
+            config.compute_dtype.name(),
+            config.compute_dtype.runs_here().name()
+        );
+    }
+    quantize_base_computing(&mut model, config.base_bits()?, config.int8_matmul, config.compute_dtype)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed })?;
     if let Some(dir) = &config.init_adapter {
         init_from_adapter(&adapter, dir)

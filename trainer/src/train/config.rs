@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::lora::LoraConfig;
 use crate::optim::ZeroOneAdamConfig;
-use crate::quantize::{BaseBits, Int8Matmul};
+use crate::quantize::{BaseBits, ComputeDtype, Int8Matmul};
 
 /// Everything that determines a training run. Unknown keys are errors (a typo must not silently
 /// fall back to a default).
@@ -54,6 +54,12 @@ pub struct TrainConfig {
     /// a run's configuration only when not the default, so older runs resume unchanged.
     #[serde(skip_serializing_if = "is_default_int8_matmul")]
     pub int8_matmul: Int8Matmul,
+    /// The arithmetic of a 4- or 8-bit base's products: `f32` (the default) or `bf16` (operands
+    /// rounded to bf16, sums in f32: QLoRA's compute dtype, about twice the speed of those
+    /// products on a CPU with AVX-512 BF16, f32 on others). The adapters, their gradients and
+    /// the optimizer stay f32. Written to a run's configuration only when not the default.
+    #[serde(skip_serializing_if = "is_default_compute_dtype")]
+    pub compute_dtype: ComputeDtype,
     /// Start from this adapter's matrices (a PEFT-format directory, e.g. an earlier run's
     /// `adapter/`) instead of PEFT's initialisation, to continue training it on a new schedule.
     /// Its rank, alpha and targets must equal `[lora]`'s. Written only when set.
@@ -80,6 +86,7 @@ impl Default for TrainConfig {
             keep_products_mib: 1024,
             share_prompt_prefix: true,
             int8_matmul: Int8Matmul::Dequantized,
+            compute_dtype: ComputeDtype::F32,
             init_adapter: None,
             lora: LoraConfig::default(),
             data: DataConfig::default(),
@@ -90,6 +97,10 @@ impl Default for TrainConfig {
 
 fn is_default_int8_matmul(mode: &Int8Matmul) -> bool {
     *mode == Int8Matmul::default()
+}
+
+fn is_default_compute_dtype(dtype: &ComputeDtype) -> bool {
+    *dtype == ComputeDtype::default()
 }
 
 /// Which examples to train on.
@@ -212,7 +223,13 @@ impl TrainConfig {
         let invalid = |key: &str, value: String, why: &str| {
             Err(Error::InvalidInput { reason: format!("config {key} = {value}: {why}") })
         };
-        self.base_bits()?;
+        if self.base_bits()? == BaseBits::F32 && self.compute_dtype != ComputeDtype::F32 {
+            return invalid(
+                "compute_dtype",
+                format!("{:?}", self.compute_dtype.name()),
+                &format!("needs a 4- or 8-bit base (bits = {})", self.bits),
+            );
+        }
         self.lora.validate()?;
         if self.steps == 0 {
             return invalid("steps", "0".into(), "must be at least 1");
@@ -344,5 +361,22 @@ mod tests {
         assert!(text.contains("int8_matmul = \"llm-int8\""), "{text}");
         let bad = TrainConfig::load(None, &["int8_matmul=\"int4\"".into()]).unwrap_err().to_string();
         assert!(bad.contains("int4"), "{bad}");
+    }
+
+    #[test]
+    fn the_compute_dtype_is_written_only_when_not_the_default_and_needs_a_quantized_base() {
+        assert!(!TrainConfig::default().to_toml().unwrap().contains("compute_dtype"));
+        let config = TrainConfig::load(None, &["compute_dtype=\"bf16\"".into(), "bits=4".into()]).unwrap();
+        assert_eq!(config.compute_dtype, ComputeDtype::Bf16);
+        assert!(config.to_toml().unwrap().contains("compute_dtype = \"bf16\""));
+        let bad = TrainConfig::load(None, &["compute_dtype=\"f16\"".into()]).unwrap_err().to_string();
+        assert!(bad.contains("f16"), "{bad}");
+        let bad = TrainConfig::load(None, &["compute_dtype=\"bf16\"".into(), "bits=32".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("config compute_dtype = \"bf16\": needs a 4- or 8-bit base (bits = 32)"),
+            "{bad}"
+        );
     }
 }
