@@ -88,9 +88,9 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, xs: &Tensor, mut tape: Option<&mut ProductTape>) -> candle_core::Result<Tensor> {
-        let gate = project(self.gate_proj.as_ref(), xs, tape.as_deref_mut())?.silu()?;
+        let gate = project(self.gate_proj.as_ref(), xs, tape.as_deref_mut())?;
         let up = project(self.up_proj.as_ref(), xs, tape.as_deref_mut())?;
-        project(self.down_proj.as_ref(), &(gate * up)?, tape)
+        project(self.down_proj.as_ref(), &crate::ops::swiglu(&gate, &up)?, tape)
     }
 }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
 /// `x · W^T` for a frozen `W` `[out, in]`: the backward pass yields the input gradient only.
 pub fn frozen_linear(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
@@ -164,15 +164,186 @@ impl CustomOp2 for RmsNorm {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // y = x·r·w with r = (mean(x²) + eps)^-1/2, so
-        // dx = r·(g∘w) − x·r³·mean(x∘g∘w).
-        let width = weight.elem_count() as f64;
-        let inv_rms = (xs.sqr()?.mean_keepdim(D::Minus1)? + f64::from(self.eps))?.sqrt()?.recip()?;
-        let grad_weighted = grad_res.broadcast_mul(weight)?;
-        let dot = (&grad_weighted * xs)?.sum_keepdim(D::Minus1)?;
-        let correction = (dot * inv_rms.powf(3.0)?)?.affine(1.0 / width, 0.0)?;
-        let grad_xs = (grad_weighted.broadcast_mul(&inv_rms)? - xs.broadcast_mul(&correction)?)?;
+        // dx = r·(g∘w) − x·r³·mean(x∘g∘w), one pass over each row (candle's ops took nine
+        // full-size temporaries).
+        let op = RmsNormGrad { eps: self.eps };
+        let grad_xs =
+            xs.contiguous()?.apply_op3_no_bwd(&grad_res.contiguous()?, &weight.contiguous()?, &op)?;
         Ok((Some(grad_xs), None))
     }
+}
+
+/// The input gradient of [`RmsNorm`] from its input `x`, the output's gradient `g` and the weight.
+struct RmsNormGrad {
+    eps: f32,
+}
+
+impl CustomOp3 for RmsNormGrad {
+    fn name(&self) -> &'static str {
+        "train-rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        input: &CpuStorage,
+        input_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(input, input_layout, self.name())?;
+        let grad = f32_slice(grad, grad_layout, self.name())?;
+        let weight = f32_slice(weight, weight_layout, self.name())?;
+        let width = weight.len();
+        if input_layout.dims() != grad_layout.dims() || input_layout.dims().last() != Some(&width) {
+            candle_core::bail!(
+                "rms norm gradient: input {:?}, output gradient {:?} and weight of {width} do not fit",
+                input_layout.dims(),
+                grad_layout.dims()
+            )
+        }
+        let mut out = vec![0f32; xs.len()];
+        for_row_chunks(&mut out, width, |first_row, out_rows| {
+            for (offset, out_row) in out_rows.chunks_mut(width).enumerate() {
+                let start = (first_row + offset) * width;
+                let (x, g) = (&xs[start..start + width], &grad[start..start + width]);
+                let mean_square = dot8(x, x) / width as f32;
+                let inv_rms = 1.0 / (mean_square + self.eps).sqrt();
+                let dot: f32 = x.iter().zip(g).zip(weight).map(|((&x, &g), &w)| x * g * w).sum();
+                let correction = dot * inv_rms * inv_rms * inv_rms / width as f32;
+                for (((out_value, &x), &g), &w) in out_row.iter_mut().zip(x).zip(g).zip(weight) {
+                    *out_value = g * w * inv_rms - x * correction;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), input_layout.shape().clone()))
+    }
+}
+
+/// `silu(gate) ∘ up`, the SwiGLU feed-forward's inner product, with a backward pass that computes
+/// both input gradients in one pass (candle's `silu` and `mul` took eleven full-size temporaries
+/// between them, each zeroed and added into the gradient store). Other dtypes and untracked
+/// inputs use candle's ops, whose forward values these equal.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if gate.dtype() != candle_core::DType::F32 || !(gate.track_op() || up.track_op()) {
+        return gate.silu()? * up;
+    }
+    if gate.dims() != up.dims() {
+        candle_core::bail!("swiglu: gate {:?} and up {:?} differ", gate.dims(), up.dims())
+    }
+    gate.contiguous()?.apply_op2_arc(&up.contiguous()?, Arc::new(Box::new(SwiGlu)))
+}
+
+struct SwiGlu;
+
+/// `silu(x) = x · sigmoid(x)` as candle computes it in f32.
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "train-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gate: &CpuStorage,
+        gate_layout: &Layout,
+        up: &CpuStorage,
+        up_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gate = f32_slice(gate, gate_layout, self.name())?;
+        let up = f32_slice(up, up_layout, self.name())?;
+        if gate.len() != up.len() {
+            candle_core::bail!("swiglu: gate {:?} and up {:?} differ", gate_layout.dims(), up_layout.dims())
+        }
+        let mut out = vec![0f32; gate.len()];
+        for_chunks(&mut out, |start, out| {
+            for ((out_value, &g), &u) in out.iter_mut().zip(&gate[start..]).zip(&up[start..]) {
+                *out_value = silu(g) * u;
+            }
+        });
+        Ok((CpuStorage::F32(out), gate_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // d up = g ∘ silu(gate); d gate = g ∘ up ∘ s·(1 + gate·(1 − s)) with s = sigmoid(gate),
+        // written side by side as [2, ..] and split.
+        let both =
+            gate.contiguous()?.apply_op3_no_bwd(&up.contiguous()?, &grad_res.contiguous()?, &SwiGluGrad)?;
+        let grad_gate = both.get(0)?;
+        let grad_up = both.get(1)?;
+        Ok((Some(grad_gate), Some(grad_up)))
+    }
+}
+
+/// Both input gradients of [`SwiGlu`] as `[2, ..]`: the gate's, then up's.
+struct SwiGluGrad;
+
+impl CustomOp3 for SwiGluGrad {
+    fn name(&self) -> &'static str {
+        "train-swiglu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gate: &CpuStorage,
+        gate_layout: &Layout,
+        up: &CpuStorage,
+        up_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let gate = f32_slice(gate, gate_layout, self.name())?;
+        let up = f32_slice(up, up_layout, self.name())?;
+        let grad = f32_slice(grad, grad_layout, self.name())?;
+        if gate.len() != up.len() || gate.len() != grad.len() {
+            candle_core::bail!(
+                "swiglu gradient: gate {:?}, up {:?} and output gradient {:?} differ",
+                gate_layout.dims(),
+                up_layout.dims(),
+                grad_layout.dims()
+            )
+        }
+        let n = gate.len();
+        let mut out = vec![0f32; 2 * n];
+        let (grad_gate, grad_up) = out.split_at_mut(n);
+        {
+            use rayon::prelude::*;
+            grad_gate.par_chunks_mut(CHUNK).zip(grad_up.par_chunks_mut(CHUNK)).enumerate().for_each(
+                |(chunk, (grad_gate, grad_up))| {
+                    let start = chunk * CHUNK;
+                    let values = gate[start..].iter().zip(&up[start..]).zip(&grad[start..]);
+                    for ((out_gate, out_up), ((&x, &u), &g)) in grad_gate.iter_mut().zip(grad_up).zip(values)
+                    {
+                        let sigmoid = 1.0 / (1.0 + (-x).exp());
+                        *out_up = g * x * sigmoid;
+                        *out_gate = g * u * sigmoid * (1.0 + x * (1.0 - sigmoid));
+                    }
+                },
+            );
+        }
+        let mut dims = vec![2];
+        dims.extend_from_slice(gate_layout.dims());
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+/// Values per parallel chunk of an elementwise op.
+const CHUNK: usize = 65_536;
+
+/// Runs `work(start, chunk)` over `out` cut into chunks of [`CHUNK`] values, on rayon's threads.
+fn for_chunks(out: &mut [f32], work: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, values)| work(chunk * CHUNK, values));
 }
 
 /// Softmax over the last dimension of attention scores `[.., rows, total]` with the causal mask
@@ -361,7 +532,7 @@ impl CustomOp1 for Rope {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Device, Var, D};
 
     use super::*;
 
@@ -413,6 +584,66 @@ mod tests {
         let diff = (ours - candle).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-5, "rms norm differs from candle's by {diff}");
         check_gradient(&xs, |x| rms_norm(x, &weight, 1e-5));
+    }
+
+    #[test]
+    fn rms_norm_gradient_equals_the_composed_formula_over_many_rows() {
+        // Enough rows for several parallel chunks, at SmolLM2's width.
+        let xs = Var::from_tensor(&random(&[3, 130, 576], 11)).unwrap();
+        let weight = random(&[576], 12);
+        let probe = random(&[3, 130, 576], 13);
+        let out = rms_norm(xs.as_tensor(), &weight, 1e-5).unwrap();
+        let fused = (&out * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let fused = fused.get(xs.as_tensor()).unwrap();
+        let x = xs.as_tensor().detach();
+        let inv_rms = (x.sqr().unwrap().mean_keepdim(D::Minus1).unwrap() + 1e-5)
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .recip()
+            .unwrap();
+        let weighted = probe.broadcast_mul(&weight).unwrap();
+        let dot = (&weighted * &x).unwrap().sum_keepdim(D::Minus1).unwrap();
+        let correction = (dot * inv_rms.powf(3.0).unwrap()).unwrap().affine(1.0 / 576.0, 0.0).unwrap();
+        let composed =
+            (weighted.broadcast_mul(&inv_rms).unwrap() - x.broadcast_mul(&correction).unwrap()).unwrap();
+        let scale = composed.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (fused - composed).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(
+            diff < 1e-5 * scale,
+            "the fused rms norm gradient differs from the composed one by {diff} (scale {scale})"
+        );
+    }
+
+    #[test]
+    fn swiglu_equals_candles_silu_times_up_forward_and_backward() {
+        // Enough values for several parallel chunks, and gates far out on both sides.
+        let shape = [2, 50, 1536];
+        let gate = Var::from_tensor(&(random(&shape, 14) * 8.0).unwrap()).unwrap();
+        let up = Var::from_tensor(&random(&shape, 15)).unwrap();
+        let probe = random(&shape, 16);
+        let ours = swiglu(gate.as_tensor(), up.as_tensor()).unwrap();
+        let candle = (gate.as_tensor().silu().unwrap() * up.as_tensor()).unwrap();
+        let ours_values: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+        let candle_values: Vec<f32> = candle.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(ours_values, candle_values, "the forward equals candle's bit for bit");
+        let fused = (&ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let composed = (&candle * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, var) in [("gate", &gate), ("up", &up)] {
+            let fused = fused.get(var.as_tensor()).unwrap();
+            let composed = composed.get(var.as_tensor()).unwrap();
+            let scale = composed.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff =
+                (fused - composed).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(
+                diff < 1e-6 * scale.max(1.0),
+                "{name}: the fused gradient differs from candle's by {diff}"
+            );
+        }
+        check_gradient(&random(&[2, 3, 8], 17), |x| swiglu(x, &random(&[2, 3, 8], 18)));
+        // Untracked inputs take candle's ops.
+        let plain = swiglu(&gate.as_tensor().detach(), &up.as_tensor().detach()).unwrap();
+        assert!(!plain.track_op());
     }
 
     #[test]
