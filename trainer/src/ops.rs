@@ -222,8 +222,9 @@ impl CustomOp3 for RmsNormGrad {
 }
 
 /// `silu(gate) ∘ up`, the SwiGLU feed-forward's inner product, with a backward pass that computes
-/// both input gradients in one pass (candle's `silu` and `mul` took eleven full-size temporaries
-/// between them, each zeroed and added into the gradient store). Other dtypes and untracked
+/// both input gradients in one pass (candle's `silu` and `mul` backward passes built ten
+/// full-size temporaries between them, and each input gradient was then added into a zeroed one
+/// in the gradient store). Other dtypes and untracked
 /// inputs use candle's ops, whose forward values these equal.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if gate.dtype() != candle_core::DType::F32 || !(gate.track_op() || up.track_op()) {
