@@ -261,7 +261,8 @@ impl CustomOp2 for SwiGlu {
             candle_core::bail!("swiglu: gate {:?} and up {:?} differ", gate_layout.dims(), up_layout.dims())
         }
         let mut out = vec![0f32; gate.len()];
-        for_chunks(&mut out, |start, out| {
+        // Rows of one value: chunks of `CHUNK` values.
+        for_row_chunks(&mut out, 1, |start, out| {
             for ((out_value, &g), &u) in out.iter_mut().zip(&gate[start..]).zip(&up[start..]) {
                 *out_value = silu(g) * u;
             }
@@ -338,14 +339,8 @@ impl CustomOp3 for SwiGluGrad {
     }
 }
 
-/// Values per parallel chunk of an elementwise op.
+/// Values per parallel chunk of a row-wise or elementwise op.
 const CHUNK: usize = 65_536;
-
-/// Runs `work(start, chunk)` over `out` cut into chunks of [`CHUNK`] values, on rayon's threads.
-fn for_chunks(out: &mut [f32], work: impl Fn(usize, &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, values)| work(chunk * CHUNK, values));
-}
 
 /// Softmax over the last dimension of attention scores `[.., rows, total]` with the causal mask
 /// applied inline: row `r` stands for query position `start_pos + r % seq_len` and sees columns
@@ -465,7 +460,7 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
 /// one thread would leave the other cores idle).
 fn for_row_chunks(out: &mut [f32], width: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
     use rayon::prelude::*;
-    let rows_per_chunk = (65_536 / width.max(1)).max(1);
+    let rows_per_chunk = (CHUNK / width.max(1)).max(1);
     out.par_chunks_mut(rows_per_chunk * width)
         .enumerate()
         .for_each(|(chunk_idx, rows)| work(chunk_idx * rows_per_chunk, rows));

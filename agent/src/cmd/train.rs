@@ -80,11 +80,12 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     };
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    if config.compute_dtype.runs_here() != config.compute_dtype {
+    let runs_as = config.compute_dtype.runs_here();
+    if runs_as != config.compute_dtype {
         eprintln!(
             "compute_dtype = \"{}\": this CPU lacks AVX-512 BF16, so the base's products run in {}",
             config.compute_dtype.name(),
-            config.compute_dtype.runs_here().name()
+            runs_as.name()
         );
     }
     quantize_base_computing(&mut model, config.base_bits()?, config.int8_matmul, config.compute_dtype)?;
