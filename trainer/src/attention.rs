@@ -264,11 +264,34 @@ impl Attention {
         let split_heads = |projected: Tensor, heads: usize| {
             projected.reshape((batch, seq_len, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let queries = split_heads(project(self.q_proj.as_ref(), xs, tape.as_deref_mut())?, n_heads)?;
-        let keys = split_heads(project(self.k_proj.as_ref(), xs, tape.as_deref_mut())?, n_kv_heads)?;
-        let values = split_heads(project(self.v_proj.as_ref(), xs, tape.as_deref_mut())?, n_kv_heads)?;
-
+        let queries = project(self.q_proj.as_ref(), xs, tape.as_deref_mut())?;
+        let keys = project(self.k_proj.as_ref(), xs, tape.as_deref_mut())?;
+        let values = project(self.v_proj.as_ref(), xs, tape.as_deref_mut())?;
         let scale = 1.0 / (head_dim as f64).sqrt();
+
+        // Training over whole sequences: one differentiable op from the projections to the heads
+        // `o_proj` reads (the causal mask is built in; `mask` says the same).
+        let tracked = queries.track_op() || keys.track_op() || values.track_op();
+        if tracked
+            && cache.is_none()
+            && matches!(positions, Positions::Start(0))
+            && xs.device().is_cpu()
+            && xs.dtype() == candle_core::DType::F32
+        {
+            let attended = crate::causal_attention::causal_attention(
+                &queries,
+                &keys,
+                &values,
+                rope,
+                n_heads,
+                n_kv_heads,
+                scale as f32,
+            )?;
+            return project(self.o_proj.as_ref(), &attended, tape);
+        }
+        let queries = split_heads(queries, n_heads)?;
+        let keys = split_heads(keys, n_kv_heads)?;
+        let values = split_heads(values, n_kv_heads)?;
         let (queries, keys, start_pos) = match positions {
             Positions::Start(start_pos) => {
                 (rope.apply(&queries, start_pos)?, rope.apply(&keys, start_pos)?, start_pos)
@@ -293,7 +316,8 @@ impl Attention {
         let queries = queries.reshape((batch, n_kv_heads, group * seq_len, head_dim))?;
         let mut scores = queries.matmul(&keys.t()?)?;
         if scores.track_op() {
-            // Training: the causal mask is applied inside the differentiable softmax.
+            // Training with a cache (a shared prompt prefix): the causal mask is applied inside
+            // the differentiable softmax.
             let probs = crate::ops::causal_softmax(&scores, seq_len, start_pos)?;
             return self.merge_heads(probs.matmul(&values)?, batch, seq_len, tape);
         }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod attention;
+pub mod causal_attention;
 pub mod config;
 pub mod dist;
 pub mod error;

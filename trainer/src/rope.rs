@@ -36,7 +36,17 @@ impl RotaryEmbedding {
 
     /// Rotates `xs` of shape `[batch, heads, seq, head_dim]` whose first token sits at `start_pos`.
     pub fn apply(&self, xs: &Tensor, start_pos: usize) -> Result<Tensor> {
-        let seq_len = xs.dim(2)?;
+        let (cos, sin) = self.cos_sin(start_pos, xs.dim(2)?)?;
+        if xs.track_op() {
+            crate::ops::rope(xs, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
+        }
+    }
+
+    /// The cos and sin rows of positions `start_pos..start_pos + seq_len`, `[seq_len, head_dim / 2]`
+    /// each.
+    pub fn cos_sin(&self, start_pos: usize, seq_len: usize) -> Result<(Tensor, Tensor)> {
         if start_pos + seq_len > self.max_positions {
             candle_core::bail!(
                 "positions {start_pos}..{} exceed the model's {} positions",
@@ -44,13 +54,7 @@ impl RotaryEmbedding {
                 self.max_positions
             )
         }
-        let cos = self.cos.narrow(0, start_pos, seq_len)?;
-        let sin = self.sin.narrow(0, start_pos, seq_len)?;
-        if xs.track_op() {
-            crate::ops::rope(xs, &cos, &sin)
-        } else {
-            candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
-        }
+        Ok((self.cos.narrow(0, start_pos, seq_len)?, self.sin.narrow(0, start_pos, seq_len)?))
     }
 
     /// Rotates `xs` (`[batch, heads, seq, head_dim]`) where token `j` of row `b` sits at position
