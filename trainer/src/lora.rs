@@ -118,17 +118,23 @@ impl DropoutControl {
     /// `xs` with each element zeroed with probability `p` and the rest scaled by `1 / (1 - p)`,
     /// or `xs` itself when dropout is off.
     fn apply(&self, xs: &Tensor, p: f32) -> candle_core::Result<Tensor> {
+        match self.mask(xs.elem_count(), p) {
+            Some(mask) => xs * Tensor::from_vec(mask, xs.shape(), xs.device())?,
+            None => Ok(xs.clone()),
+        }
+    }
+
+    /// The next dropout mask of `n` elements (0 with probability `p`, else `1 / (1 - p)`), or
+    /// `None` when dropout is off.
+    fn mask(&self, n: usize, p: f32) -> Option<Vec<f32>> {
         if p == 0.0 {
-            return Ok(xs.clone());
+            return None;
         }
         let mut guard = self.lock();
-        let Some(rng) = guard.as_mut() else {
-            return Ok(xs.clone());
-        };
+        let rng = guard.as_mut()?;
         let keep = 1.0 / (1.0 - p);
         let threshold = f64::from(p);
         let start = rng.clone();
-        let n = xs.elem_count();
         *rng = start.jumped(n as u64);
         drop(guard);
         // The same mask as drawing every element in order, drawn in chunks on rayon's threads.
@@ -137,7 +143,7 @@ impl DropoutControl {
             let chunk_start = start.jumped((chunk_idx * MASK_CHUNK) as u64);
             kernels::fast::dropout_mask(chunk_start.state(), threshold, keep, chunk);
         });
-        xs * Tensor::from_vec(mask, xs.shape(), xs.device())?
+        Some(mask)
     }
 }
 
@@ -206,8 +212,16 @@ impl LoraLinear {
     fn add_update(&self, xs: &Tensor, base: Tensor) -> candle_core::Result<Tensor> {
         let dims = xs.dims();
         let rows = xs.elem_count() / self.in_features().max(1);
-        let input = self.dropout.apply(xs, self.dropout_p)?.reshape((rows, self.in_features()))?;
-        let update = input.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?.affine(self.scaling, 0.0)?;
+        let trained = self.a.track_op() || self.b.track_op();
+        let update = if trained && xs.device().is_cpu() && xs.dtype() == candle_core::DType::F32 {
+            // Training: the dropout, both products and the scale as one op.
+            let mask = self.dropout.mask(xs.elem_count(), self.dropout_p);
+            let input = xs.reshape((rows, self.in_features()))?;
+            crate::lora_update::lora_update(&input, &self.a, &self.b, mask, self.scaling as f32)?
+        } else {
+            let input = self.dropout.apply(xs, self.dropout_p)?.reshape((rows, self.in_features()))?;
+            input.matmul(&self.a.t()?)?.matmul(&self.b.t()?)?.affine(self.scaling, 0.0)?
+        };
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
             *last = self.out_features();
