@@ -261,11 +261,9 @@ fn scores(
         for (i, row) in head_p.chunks_exact_mut(seq).enumerate() {
             let visible = &mut row[..=i];
             let max = visible.iter().fold(f32::NEG_INFINITY, |max, &x| max.max(x));
-            let mut sum = 0f32;
-            for x in visible.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            visible.iter_mut().for_each(|x| *x -= max);
+            kernels::fast::exp_in_place(visible);
+            let sum: f32 = visible.iter().sum();
             visible.iter_mut().for_each(|x| *x /= sum);
             let block_end = (i / BLOCK * BLOCK + BLOCK).min(seq);
             row[i + 1..block_end].fill(0.0);

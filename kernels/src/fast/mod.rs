@@ -8,6 +8,7 @@
 //! summation order.
 
 mod bernoulli;
+mod exp;
 mod four_bit_rows;
 mod gemv;
 mod int8_gemm;
@@ -22,6 +23,7 @@ mod tiled;
 use std::ops::Range;
 
 pub use bernoulli::dropout_mask;
+pub use exp::exp_in_place;
 
 use crate::error::{Error, Result};
 use crate::four_bit::FourBitTensor;
