@@ -68,7 +68,8 @@ fn exp(x: f32) -> f32 {
     // Comparisons with NaN are false, so NaN passes both clamps and stays NaN.
     let clamped = if x > MAX_INPUT { MAX_INPUT } else { x };
     let clamped = if clamped < MIN_INPUT { MIN_INPUT } else { clamped };
-    let n = (clamped * LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -76,8 +77,11 @@ fn exp(x: f32) -> f32 {
         * r
         + 0.5;
     let e_r = p * r2 + r + 1.0;
-    // 2^n for n in -126..=127, built in the exponent field (NaN's n casts to 0).
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n for n in -126..=127, built in the exponent field. n is read from the bits of `shifted`
+    // (whose low mantissa bits hold it) rather than cast, which would not vectorise; for NaN it
+    // is garbage, and the product below NaN anyway.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
     let result = e_r * two_n;
     if x < MIN_INPUT {
         0.0
