@@ -66,6 +66,9 @@ pub fn causal_attention(
     let kv_shape = [batch, seq, kv_heads * head_dim];
     if heads == 0
         || kv_heads == 0
+        || head_dim == 0
+        || batch == 0
+        || seq == 0
         || !heads.is_multiple_of(kv_heads)
         || !head_dim.is_multiple_of(2)
         || head_dim * heads != q_width
@@ -550,6 +553,27 @@ mod tests {
         let narrow = RotaryEmbedding::new(4, 10_000.0, 16, &Device::Cpu).unwrap();
         let err = causal_attention(&q, &random(&[1, 4, 8], 2), &random(&[1, 4, 8], 3), &narrow, 3, 1, 1.0);
         assert!(err.unwrap_err().to_string().contains("rope tables"));
+        // No positions, or heads of width 0.
+        assert!(causal_attention(
+            &random(&[1, 0, 8], 5),
+            &random(&[1, 0, 8], 6),
+            &random(&[1, 0, 8], 7),
+            &rope,
+            1,
+            1,
+            1.0
+        )
+        .is_err());
+        assert!(causal_attention(
+            &random(&[1, 4, 0], 5),
+            &random(&[1, 4, 0], 6),
+            &random(&[1, 4, 0], 7),
+            &rope,
+            1,
+            1,
+            1.0
+        )
+        .is_err());
         // More positions than the tables hold.
         let long = random(&[1, 20, 8], 4);
         assert!(causal_attention(&long, &long, &long, &rope, 1, 1, 1.0).is_err());

@@ -32,7 +32,7 @@ pub fn lora_update(
     let (rows, in_features) = xs.dims2()?;
     let (rank, a_in) = a.dims2()?;
     let (out_features, b_rank) = b.dims2()?;
-    if a_in != in_features || b_rank != rank || rank == 0 {
+    if a_in != in_features || b_rank != rank || rank == 0 || in_features == 0 || out_features == 0 {
         candle_core::bail!(
             "lora update: input {:?}, A {:?} and B {:?} do not chain",
             xs.dims(),
@@ -365,5 +365,17 @@ mod tests {
         let err =
             lora_update(&x, &tensor(&[2, 4], 2), &tensor(&[5, 2], 3), Some(vec![1.0; 11]), 1.0).unwrap_err();
         assert!(err.to_string().contains("11 elements"), "{err}");
+        // Empty matrices are refused rather than chunked by zero.
+        let empty = Tensor::zeros((3, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let none = Tensor::zeros((2, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(lora_update(&empty, &none, &tensor(&[5, 2], 3), None, 1.0).is_err());
+        assert!(lora_update(
+            &x,
+            &tensor(&[2, 4], 2),
+            &Tensor::zeros((0, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+            None,
+            1.0
+        )
+        .is_err());
     }
 }
