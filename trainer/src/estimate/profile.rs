@@ -91,7 +91,8 @@ pub const GPU_FINLORA: Profile = Profile {
 
 /// finagent itself on the CPU (candle), as `finagent train` runs by default: f32 everywhere,
 /// layer-wise gradient checkpointing (each layer's input and frozen products kept; one layer's
-/// intermediates, eager attention scores included, rebuilt at a time), logits only at the answer positions, the base
+/// intermediates rebuilt at a time, the attention's scores recomputed rather than kept), logits
+/// only at the answer positions, the base
 /// resident in its quantized form with f32 embedding and norms, loaded in f32 first.
 ///
 /// Calibrated against `finagent bench train` peak RSS on SmolLM2-135M (batch 8, seq 128, rank 8,
@@ -109,7 +110,8 @@ pub const CPU_FINAGENT: Profile = Profile {
     activation_bytes: 4,
     residual_bytes: 4,
     saved: SavedActivations::LayerInputsAndProducts,
-    attention_scores: true,
+    // The fused training attention keeps no scores: its backward pass recomputes them.
+    attention_scores: false,
     extra_hidden_per_layer: 8,
     logit_bytes_training: 12,
     logits_at_loss_positions_only: true,
