@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::ops::{f32_slice, with_cpu_f32};
 use crate::rope::RotaryEmbedding;
 use crate::small_gemm::gemm;
 
@@ -109,16 +109,6 @@ impl CausalAttention {
     }
 }
 
-fn f32_data<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("causal attention: {what} must be f32, got {:?}", storage.dtype())
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("causal attention: {what} must be contiguous"),
-    }
-}
-
 impl CustomOp3 for CausalAttention {
     fn name(&self) -> &'static str {
         "causal-attention"
@@ -133,9 +123,9 @@ impl CustomOp3 for CausalAttention {
         v: &CpuStorage,
         v_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let q = f32_data(q, q_layout, "queries")?;
-        let k = f32_data(k, k_layout, "keys")?;
-        let v = f32_data(v, v_layout, "values")?;
+        let q = f32_slice(q, q_layout, self.name())?;
+        let k = f32_slice(k, k_layout, self.name())?;
+        let v = f32_slice(v, v_layout, self.name())?;
         let out = forward(self.dims, self.rope(), self.scale, q, k, v);
         Ok((CpuStorage::F32(out), q_layout.shape().clone()))
     }
@@ -149,28 +139,18 @@ impl CustomOp3 for CausalAttention {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad_res = grad_res.contiguous()?;
-        let tensors = [q, k, v, res, &grad_res];
-        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-        let mut slices = Vec::with_capacity(5);
-        for ((storage, layout), what) in
-            guards.iter().zip(["queries", "keys", "values", "output", "output gradient"])
-        {
-            let Storage::Cpu(storage) = &**storage else {
-                candle_core::bail!("causal attention runs on the CPU only ({what})")
-            };
-            slices.push(f32_data(storage, layout, what)?);
-        }
-        let grads = backward(
-            self.dims,
-            self.rope(),
-            self.scale,
-            slices[0],
-            slices[1],
-            slices[2],
-            slices[3],
-            slices[4],
-        );
-        drop(guards);
+        let grads = with_cpu_f32(&[q, k, v, res, &grad_res], self.name(), |slices| {
+            backward(
+                self.dims,
+                self.rope(),
+                self.scale,
+                slices[0],
+                slices[1],
+                slices[2],
+                slices[3],
+                slices[4],
+            )
+        })?;
         let device = q.device();
         Ok((
             Some(Tensor::from_vec(grads.q, q.shape(), device)?),
@@ -310,14 +290,28 @@ fn forward(dims: AttentionDims, rope: Rotary<'_>, scale: f32, q: &[f32], k: &[f3
         .collect();
     let mut out = vec![0f32; q.len()];
     for ((b, g), part) in tasks(dims).into_iter().zip(&parts) {
-        for (r, head) in part.chunks_exact(seq * d).enumerate() {
-            let h = g * group + r;
-            for (i, row) in head.chunks_exact(d).enumerate() {
-                out[(b * seq + i) * dims.q_width() + h * d..][..d].copy_from_slice(row);
-            }
-        }
+        place_heads(dims, part, b, g * group, dims.q_width(), &mut out);
     }
     out
+}
+
+/// Copies `part` (`[n, seq, head_dim]`: heads `first_head..first_head + n` of batch row `b`) into
+/// `out`, `[batch, seq, width]` with the heads side by side in each row.
+fn place_heads(
+    dims: AttentionDims,
+    part: &[f32],
+    b: usize,
+    first_head: usize,
+    width: usize,
+    out: &mut [f32],
+) {
+    let AttentionDims { seq, head_dim: d, .. } = dims;
+    for (r, head) in part.chunks_exact(seq * d).enumerate() {
+        let h = first_head + r;
+        for (i, row) in head.chunks_exact(d).enumerate() {
+            out[(b * seq + i) * width + h * d..][..d].copy_from_slice(row);
+        }
+    }
 }
 
 struct Gradients {
@@ -439,16 +433,9 @@ fn backward(
         .collect();
     let mut grads = Gradients { q: vec![0f32; q.len()], k: vec![0f32; k.len()], v: vec![0f32; v.len()] };
     for ((b, g), part) in tasks(dims).into_iter().zip(&parts) {
-        for (r, head) in part.q.chunks_exact(seq * d).enumerate() {
-            let h = g * group + r;
-            for (i, row) in head.chunks_exact(d).enumerate() {
-                grads.q[(b * seq + i) * q_width + h * d..][..d].copy_from_slice(row);
-            }
-        }
-        for (j, (k_row, v_row)) in part.k.chunks_exact(d).zip(part.v.chunks_exact(d)).enumerate() {
-            grads.k[(b * seq + j) * kv_width + g * d..][..d].copy_from_slice(k_row);
-            grads.v[(b * seq + j) * kv_width + g * d..][..d].copy_from_slice(v_row);
-        }
+        place_heads(dims, &part.q, b, g * group, q_width, &mut grads.q);
+        place_heads(dims, &part.k, b, g, kv_width, &mut grads.k);
+        place_heads(dims, &part.v, b, g, kv_width, &mut grads.v);
     }
     grads
 }
@@ -458,19 +445,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let values: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
+    use crate::test_data::{max_abs, max_diff, random};
 
     /// The composed ops the model used before (and still uses with a cache): split heads, rotate,
     /// scale, scores, causal softmax, weighted values, merge heads.
@@ -505,10 +480,6 @@ mod tests {
             .unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
-
     #[test]
     fn equals_the_composed_ops_forward_and_backward() {
         // Sequences shorter than, equal to and past several blocks, with and without grouping.
@@ -529,10 +500,8 @@ mod tests {
             for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
                 let a = fused_grads.get(var).unwrap();
                 let b = reference_grads.get(var).unwrap();
-                let scale_of_b: f32 =
-                    b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
                 assert!(
-                    max_diff(a, b) < 1e-5 * scale_of_b.max(1.0),
+                    max_diff(a, b) < 1e-5 * max_abs(b).max(1.0),
                     "gradient of {name} ({seq} positions) differs"
                 );
             }
@@ -554,26 +523,11 @@ mod tests {
         let err = causal_attention(&q, &random(&[1, 4, 8], 2), &random(&[1, 4, 8], 3), &narrow, 3, 1, 1.0);
         assert!(err.unwrap_err().to_string().contains("rope tables"));
         // No positions, or heads of width 0.
-        assert!(causal_attention(
-            &random(&[1, 0, 8], 5),
-            &random(&[1, 0, 8], 6),
-            &random(&[1, 0, 8], 7),
-            &rope,
-            1,
-            1,
-            1.0
-        )
-        .is_err());
-        assert!(causal_attention(
-            &random(&[1, 4, 0], 5),
-            &random(&[1, 4, 0], 6),
-            &random(&[1, 4, 0], 7),
-            &rope,
-            1,
-            1,
-            1.0
-        )
-        .is_err());
+        let attend = |shape: &[usize]| {
+            causal_attention(&random(shape, 5), &random(shape, 6), &random(shape, 7), &rope, 1, 1, 1.0)
+        };
+        assert!(attend(&[1, 0, 8]).is_err());
+        assert!(attend(&[1, 4, 0]).is_err());
         // More positions than the tables hold.
         let long = random(&[1, 20, 8], 4);
         assert!(causal_attention(&long, &long, &long, &rope, 1, 1, 1.0).is_err());

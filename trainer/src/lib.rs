@@ -36,6 +36,8 @@ pub mod quantize;
 pub mod rope;
 pub mod score;
 mod small_gemm;
+#[cfg(test)]
+mod test_data;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

@@ -10,10 +10,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::ops::{f32_slice, with_cpu_f32};
 use crate::small_gemm::gemm;
 
 /// Rows per parallel task.
@@ -73,16 +73,6 @@ struct LoraUpdate {
     hidden: Mutex<Option<Vec<f32>>>,
 }
 
-fn f32_data<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(data) = storage else {
-        candle_core::bail!("lora update: {what} must be f32, got {:?}", storage.dtype())
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("lora update: {what} must be contiguous"),
-    }
-}
-
 impl LoraUpdate {
     /// The chunk of rows `[start, start + len)` of `mask ∘ x`, in `scratch` or borrowed from `x`.
     fn masked<'a>(&self, x: &'a [f32], start: usize, len: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
@@ -114,63 +104,19 @@ impl LoraUpdate {
         });
         hidden
     }
-}
 
-impl CustomOp3 for LoraUpdate {
-    fn name(&self) -> &'static str {
-        "lora-update"
-    }
-
-    fn cpu_fwd(
+    /// The gradients of the input (empty unless `want_x`), A and B for the output gradient `grad`.
+    fn gradients(
         &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        a: &CpuStorage,
-        a_layout: &Layout,
-        b: &CpuStorage,
-        b_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let Dims { rows, rank, out_features, .. } = self.dims;
-        let x = f32_data(x, x_layout, "input")?;
-        let a = f32_data(a, a_layout, "A")?;
-        let b = f32_data(b, b_layout, "B")?;
-        let hidden = self.hidden(x, a);
-        let mut out = vec![0f32; rows * out_features];
-        out.par_chunks_mut(CHUNK_ROWS * out_features).zip(hidden.par_chunks(CHUNK_ROWS * rank)).for_each(
-            |(out, hidden)| {
-                let len = hidden.len() / rank;
-                // out[len, out] = hidden[len, rank] · Bᵀ
-                gemm((len, out_features, rank), out, out_features, false, hidden, (rank, 1), b, (1, rank));
-            },
-        );
-        *self.hidden.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(hidden);
-        Ok((CpuStorage::F32(out), Shape::from((rows, out_features))))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        x_data: &[f32],
+        a_data: &[f32],
+        b_data: &[f32],
+        grad: &[f32],
+        want_x: bool,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Dims { rows, in_features, rank, out_features } = self.dims;
-        let grad_res = grad_res.contiguous()?;
-        let tensors = [x, a, b, &grad_res];
-        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-        let mut slices = Vec::with_capacity(4);
-        for ((storage, layout), what) in guards.iter().zip(["input", "A", "B", "output gradient"]) {
-            let Storage::Cpu(storage) = &**storage else {
-                candle_core::bail!("lora update runs on the CPU only ({what})")
-            };
-            slices.push(f32_data(storage, layout, what)?);
-        }
-        let (x_data, a_data, b_data, grad) = (slices[0], slices[1], slices[2], slices[3]);
         let kept = self.hidden.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         let hidden = kept.unwrap_or_else(|| self.hidden(x_data, a_data));
-        let want_x = x.track_op();
-
         struct Part {
             grad_a: Vec<f32>,
             grad_b: Vec<f32>,
@@ -248,13 +194,60 @@ impl CustomOp3 for LoraUpdate {
                 Part { grad_a, grad_b }
             })
             .collect();
-        drop(guards);
         let mut grad_a = vec![0f32; rank * in_features];
         let mut grad_b = vec![0f32; out_features * rank];
         for part in &parts {
             grad_a.iter_mut().zip(&part.grad_a).for_each(|(sum, g)| *sum += g);
             grad_b.iter_mut().zip(&part.grad_b).for_each(|(sum, g)| *sum += g);
         }
+        (grad_x, grad_a, grad_b)
+    }
+}
+
+impl CustomOp3 for LoraUpdate {
+    fn name(&self) -> &'static str {
+        "lora-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let Dims { rows, rank, out_features, .. } = self.dims;
+        let x = f32_slice(x, x_layout, self.name())?;
+        let a = f32_slice(a, a_layout, self.name())?;
+        let b = f32_slice(b, b_layout, self.name())?;
+        let hidden = self.hidden(x, a);
+        let mut out = vec![0f32; rows * out_features];
+        out.par_chunks_mut(CHUNK_ROWS * out_features).zip(hidden.par_chunks(CHUNK_ROWS * rank)).for_each(
+            |(out, hidden)| {
+                let len = hidden.len() / rank;
+                // out[len, out] = hidden[len, rank] · Bᵀ
+                gemm((len, out_features, rank), out, out_features, false, hidden, (rank, 1), b, (1, rank));
+            },
+        );
+        *self.hidden.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(hidden);
+        Ok((CpuStorage::F32(out), Shape::from((rows, out_features))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad_res = grad_res.contiguous()?;
+        let want_x = x.track_op();
+        let (grad_x, grad_a, grad_b) = with_cpu_f32(&[x, a, b, &grad_res], self.name(), |slices| {
+            self.gradients(slices[0], slices[1], slices[2], slices[3], want_x)
+        })?;
         let device = x.device();
         let grad_x = if want_x { Some(Tensor::from_vec(grad_x, x.shape(), device)?) } else { None };
         Ok((
@@ -270,30 +263,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-
-    fn random(shape: &[usize], seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..shape.iter().product::<usize>())
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn tensor(shape: &[usize], seed: u64) -> Tensor {
-        Tensor::from_vec(random(shape, seed), shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
-
-    fn max_abs(a: &Tensor) -> f32 {
-        a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
-    }
+    use crate::test_data::{max_abs, max_diff, random, random_values};
 
     #[test]
     fn equals_the_composed_ops_forward_and_backward() {
@@ -301,16 +271,16 @@ mod tests {
         for (rows, in_features, rank, out_features, dropout) in
             [(5, 12, 2, 7, false), (150, 40, 8, 24, true), (130, 33, 4, 50, false), (64, 16, 1, 16, true)]
         {
-            let x = Var::from_tensor(&tensor(&[rows, in_features], 1)).unwrap();
-            let a = Var::from_tensor(&tensor(&[rank, in_features], 2)).unwrap();
-            let b = Var::from_tensor(&tensor(&[out_features, rank], 3)).unwrap();
+            let x = Var::from_tensor(&random(&[rows, in_features], 1)).unwrap();
+            let a = Var::from_tensor(&random(&[rank, in_features], 2)).unwrap();
+            let b = Var::from_tensor(&random(&[out_features, rank], 3)).unwrap();
             let mask = dropout.then(|| {
-                random(&[rows, in_features], 4)
+                random_values(&[rows, in_features], 4)
                     .iter()
                     .map(|&r| if r < -0.6 { 0.0 } else { 1.25 })
                     .collect::<Vec<_>>()
             });
-            let weight = tensor(&[rows, out_features], 5);
+            let weight = random(&[rows, out_features], 5);
             let scaling = 2.5f32;
             let fused = lora_update(&x, &a, &b, mask.clone(), scaling).unwrap();
             let input = match &mask {
@@ -345,9 +315,9 @@ mod tests {
 
     #[test]
     fn a_dropped_input_gets_no_gradient() {
-        let x = Var::from_tensor(&tensor(&[3, 4], 1)).unwrap();
-        let a = Var::from_tensor(&tensor(&[2, 4], 2)).unwrap();
-        let b = Var::from_tensor(&tensor(&[5, 2], 3)).unwrap();
+        let x = Var::from_tensor(&random(&[3, 4], 1)).unwrap();
+        let a = Var::from_tensor(&random(&[2, 4], 2)).unwrap();
+        let b = Var::from_tensor(&random(&[5, 2], 3)).unwrap();
         let mut mask = vec![2.0f32; 12];
         mask[5] = 0.0;
         let grads = lora_update(&x, &a, &b, Some(mask), 1.0).unwrap().sum_all().unwrap().backward().unwrap();
@@ -358,20 +328,20 @@ mod tests {
 
     #[test]
     fn refuses_shapes_that_do_not_chain() {
-        let x = tensor(&[3, 4], 1);
-        let err = lora_update(&x, &tensor(&[2, 5], 2), &tensor(&[5, 2], 3), None, 1.0).unwrap_err();
+        let x = random(&[3, 4], 1);
+        let err = lora_update(&x, &random(&[2, 5], 2), &random(&[5, 2], 3), None, 1.0).unwrap_err();
         assert!(err.to_string().contains("do not chain"), "{err}");
-        assert!(lora_update(&x, &tensor(&[2, 4], 2), &tensor(&[5, 3], 3), None, 1.0).is_err());
+        assert!(lora_update(&x, &random(&[2, 4], 2), &random(&[5, 3], 3), None, 1.0).is_err());
         let err =
-            lora_update(&x, &tensor(&[2, 4], 2), &tensor(&[5, 2], 3), Some(vec![1.0; 11]), 1.0).unwrap_err();
+            lora_update(&x, &random(&[2, 4], 2), &random(&[5, 2], 3), Some(vec![1.0; 11]), 1.0).unwrap_err();
         assert!(err.to_string().contains("11 elements"), "{err}");
         // Empty matrices are refused rather than chunked by zero.
         let empty = Tensor::zeros((3, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
         let none = Tensor::zeros((2, 0), candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(lora_update(&empty, &none, &tensor(&[5, 2], 3), None, 1.0).is_err());
+        assert!(lora_update(&empty, &none, &random(&[5, 2], 3), None, 1.0).is_err());
         assert!(lora_update(
             &x,
-            &tensor(&[2, 4], 2),
+            &random(&[2, 4], 2),
             &Tensor::zeros((0, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
             None,
             1.0

@@ -107,7 +107,7 @@ impl CustomOp1 for Replay {
     }
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         candle_core::bail!("{op} needs a contiguous input, got strides {:?}", layout.stride())
     };
@@ -115,6 +115,22 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &'static str) -> 
         CpuStorage::F32(values) => Ok(&values[start..end]),
         other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), op)),
     }
+}
+
+/// Runs `f` on the f32 values of `tensors` (CPU, contiguous), for a custom op's backward pass,
+/// which receives tensors rather than storages.
+pub(crate) fn with_cpu_f32<R>(
+    tensors: &[&Tensor],
+    op: &'static str,
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> Result<R> {
+    let guards: Vec<_> = tensors.iter().map(|tensor| tensor.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let Storage::Cpu(storage) = &**storage else { candle_core::bail!("{op} runs on the CPU only") };
+        slices.push(f32_slice(storage, layout, op)?);
+    }
+    Ok(f(&slices))
 }
 
 /// Root-mean-square normalisation over the last dimension, `x / sqrt(mean(x²) + eps) * w`, as
@@ -533,17 +549,7 @@ mod tests {
     use candle_core::{DType, Device, Var, D};
 
     use super::*;
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let mut state = seed;
-        let values: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
+    use crate::test_data::random;
 
     /// Gradient of `sum(f(x) * probe)` by autograd against central differences in f32.
     fn check_gradient(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) {
