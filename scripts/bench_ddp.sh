@@ -10,7 +10,9 @@
 # row is the best of REPEATS runs (default 2): on a shared machine the best run is the one the
 # other load disturbed least.
 # Dropout is off so that every row must end at the same loss (the runs differ only in how the
-# global batch is split), which the table shows as a check.
+# global batch is split), which the table shows as a check. The base's products are f32
+# (COMPUTE=bf16 for training's default over a quantized base): bf16 rounding would turn the splits'
+# last-bit summation differences into visible loss differences, and docs/ddp.md's rows are f32.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,6 +23,7 @@ global_batch=${GLOBAL_BATCH:-4}
 bits=${BITS:-8}
 tasks=${TASKS:-fpb}
 repeats=${REPEATS:-2}
+compute=${COMPUTE:-f32}
 cores=$(nproc)
 
 if [ -z "${FINAGENT_BIN:-}" ]; then
@@ -51,7 +54,7 @@ run() {
         RAYON_NUM_THREADS=$threads OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
             "${launcher[@]}" "$FINAGENT_BIN" train --out "$out" --model "$model" --bits "$bits" \
             --tasks "$tasks" --steps "$steps" --set "micro_batch=$micro_batch" --set lora.dropout=0.0 \
-            --quiet >"$out.json" 2>"$out.log" || {
+            --set "compute_dtype=\"$compute\"" --quiet >"$out.json" 2>"$out.log" || {
             echo "$name failed:" >&2
             cat "$out.log" >&2
             exit 1
@@ -74,7 +77,7 @@ EOF
 }
 
 echo "$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "finagent train --bits $bits --tasks $tasks --steps $steps, global batch $global_batch, lora.dropout=0.0, best of $repeats"
+echo "finagent train --bits $bits --tasks $tasks --steps $steps, global batch $global_batch, lora.dropout=0.0, compute_dtype=$compute, best of $repeats"
 echo
 echo "| run | ranks | threads/rank | micro_batch | global batch | best tokens/s | best wall s | final loss |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -3,8 +3,9 @@
 # (../shared/bench/peft_train_bench.py: transformers + PEFT + bitsandbytes) on the same machine in
 # the same run, at 32, 8 and 4 bits, batch 8, sequence 128, rank 8 on q/k/v. Prints each JSON line
 # and the ratios finagent/peer (finagent checkpointed with its frozen products kept, the default;
-# checkpointed and recomputing every layer; every activation kept; and at 4 and 8 bits the
-# default with the base's products in bf16, `--compute-dtype bf16`). Needs the peer venv
+# checkpointed and recomputing every layer; every activation kept; and at 4 and 8 bits, where the
+# base's products default to bf16, the default with f32 products, `--compute-dtype f32`, the peer
+# script's arithmetic). Needs the peer venv
 # (../shared/bench/setup_peer.sh) and an HF folder
 # of the default model (made here with gguf_to_hf.py when missing).
 set -euo pipefail
@@ -29,25 +30,25 @@ for bits in $bits_list; do
         --seq 128 --rank 8 --steps "$steps" --keep-products-mib 0)
     ours_kept=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 --seq 128 \
         --rank 8 --steps "$steps" --gradient-checkpointing false)
-    ours_bf16=null
+    ours_f32=null
     if [ "$bits" != 32 ]; then
-        ours_bf16=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 \
-            --seq 128 --rank 8 --steps "$steps" --compute-dtype bf16)
+        ours_f32=$("$bin" bench train --model "$model" --bits "$bits" --int8-matmul "$int8_matmul" --batch 8 \
+            --seq 128 --rank 8 --steps "$steps" --compute-dtype f32)
     fi
     peer=$("$python" "$shared/bench/peft_train_bench.py" --model "$hf" --bits "$bits" --batch 8 --seq 128 \
         --rank 8 --steps "$steps" 2>/dev/null | tail -1)
     echo "$ours"
     echo "$ours_recomputed"
     echo "$ours_kept"
-    [ "$ours_bf16" = null ] || echo "$ours_bf16"
+    [ "$ours_f32" = null ] || echo "$ours_f32"
     echo "$peer"
-    python3 - "$ours" "$ours_recomputed" "$ours_kept" "$ours_bf16" "$peer" <<'PY'
+    python3 - "$ours" "$ours_recomputed" "$ours_kept" "$ours_f32" "$peer" <<'PY'
 import json, sys
-ours, recomputed, kept, bf16, peer = (json.loads(arg) for arg in sys.argv[1:])
+ours, recomputed, kept, f32, peer = (json.loads(arg) for arg in sys.argv[1:])
 runs = [("checkpointed, products kept", ours), ("checkpointed, recomputed", recomputed),
         ("activations kept", kept)]
-if bf16 is not None:
-    runs.append(("checkpointed, products kept, bf16 products", bf16))
+if f32 is not None:
+    runs.append(("checkpointed, products kept, f32 products", f32))
 for name, run in runs:
     print(json.dumps({"bits": run["bits"], "finagent": name,
                       "tokens_per_sec_ratio": round(run["tokens_per_sec"] / peer["tokens_per_sec"], 3),

@@ -67,6 +67,8 @@ fn a_killed_run_resumes_to_the_same_adapter_bytes() {
     ] {
         assert!(whole.join(file).is_file(), "{file} missing from the run directory");
     }
+    let saved = std::fs::read_to_string(whole.join("config.toml")).unwrap();
+    assert!(saved.contains("compute_dtype = \"f32\""), "the run records its arithmetic:\n{saved}");
 
     // Kill the second run as soon as its step-4 checkpoint is in place, then resume it.
     let parts = home.path().join("parts");

@@ -27,9 +27,10 @@ pub struct TrainArgs {
     /// How an 8-bit base multiplies in the forward pass: `dequantized` or `llm-int8`.
     #[arg(long, value_enum, default_value = "dequantized")]
     int8_matmul: super::Int8MatmulArg,
-    /// Arithmetic of a 4- or 8-bit base's products (`compute_dtype` in a training config).
-    #[arg(long, value_enum, default_value = "f32")]
-    compute_dtype: super::ComputeArg,
+    /// Arithmetic of a 4- or 8-bit base's products (`compute_dtype` in a training config;
+    /// default bf16 over a 4- or 8-bit base, as `train`).
+    #[arg(long, value_enum)]
+    compute_dtype: Option<super::ComputeArg>,
     #[arg(long, default_value_t = 8)]
     batch: usize,
     #[arg(long, default_value_t = 128)]
@@ -69,8 +70,6 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
     };
     let (mut model, _) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    let compute_dtype = ComputeDtype::from(args.compute_dtype);
-    quantize_base_computing(&mut model, bits, args.int8_matmul.into(), compute_dtype)?;
     let defaults = TrainConfig::default();
     let config = TrainConfig {
         bits: args.bits,
@@ -82,7 +81,7 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         gradient_checkpointing: args.gradient_checkpointing,
         keep_products_mib: args.keep_products_mib,
         int8_matmul: args.int8_matmul.into(),
-        compute_dtype,
+        compute_dtype: args.compute_dtype.map(ComputeDtype::from),
         lora: LoraConfig { rank: args.rank, alpha: 32.0, dropout: 0.1, ..LoraConfig::default() },
         optim: trainer::train::config::OptimConfig {
             lr: 1e-4,
@@ -94,6 +93,8 @@ pub fn run(home: Option<&Path>, args: TrainArgs) -> Result<()> {
         ..defaults
     };
     config.validate()?;
+    let compute_dtype = config.compute()?;
+    quantize_base_computing(&mut model, bits, args.int8_matmul.into(), compute_dtype)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: 0 })?;
 
     // Rows of seq + 1 random tokens: the model reads seq of them, the loss covers the last 8.

@@ -63,7 +63,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         overrides.push(format!("steps={steps}"));
     }
     overrides.extend(args.overrides.iter().cloned());
-    let config = TrainConfig::load(args.config.as_deref(), &overrides)?;
+    let mut config = TrainConfig::load(args.config.as_deref(), &overrides)?;
 
     let run_dir = &args.out;
     if !args.resume && run_dir.join("checkpoints").exists() {
@@ -72,6 +72,15 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             run_dir.display()
         );
     }
+    let saved_path = run_dir.join("config.toml");
+    let saved = match args.resume && saved_path.exists() {
+        true => Some(TrainConfig::load(Some(&saved_path), &[]).with_context(|| {
+            format!("cannot read the run's saved configuration {}", saved_path.display())
+        })?),
+        false => None,
+    };
+    config.settle_compute(saved.as_ref())?;
+    let compute = config.compute()?;
     std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
 
     let model_path = match config.model.clone().or(args.model.clone()) {
@@ -80,15 +89,15 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     };
     let (mut model, tokenizer) = trainer::loader::load(&model_path)
         .with_context(|| format!("cannot load model {}", model_path.display()))?;
-    let runs_as = config.compute_dtype.runs_here();
-    if runs_as != config.compute_dtype {
+    let runs_as = compute.runs_here();
+    if runs_as != compute {
         eprintln!(
             "compute_dtype = \"{}\": this CPU lacks AVX-512 BF16, so the base's products run in {}",
-            config.compute_dtype.name(),
+            compute.name(),
             runs_as.name()
         );
     }
-    quantize_base_computing(&mut model, config.base_bits()?, config.int8_matmul, config.compute_dtype)?;
+    quantize_base_computing(&mut model, config.base_bits()?, config.int8_matmul, compute)?;
     let adapter = attach(&mut model, &config.lora, LoraInit::Peft { seed: config.seed })?;
     if let Some(dir) = &config.init_adapter {
         init_from_adapter(&adapter, dir)

@@ -54,12 +54,15 @@ pub struct TrainConfig {
     /// a run's configuration only when not the default, so older runs resume unchanged.
     #[serde(skip_serializing_if = "is_default_int8_matmul")]
     pub int8_matmul: Int8Matmul,
-    /// The arithmetic of a 4- or 8-bit base's products: `f32` (the default) or `bf16` (operands
-    /// rounded to bf16, sums in f32: QLoRA's compute dtype, about twice the speed of those
-    /// products on a CPU with AVX-512 BF16, f32 on others). The adapters, their gradients and
-    /// the optimizer stay f32. Written to a run's configuration only when not the default.
-    #[serde(skip_serializing_if = "is_default_compute_dtype")]
-    pub compute_dtype: ComputeDtype,
+    /// The arithmetic of a 4- or 8-bit base's products: `bf16` (operands rounded to bf16, sums
+    /// in f32: QLoRA's and FinLoRA's compute dtype, 1.5-1.9x the speed of f32 products on a CPU
+    /// with AVX-512 BF16, f32 on others) or `f32`. Unset means the base's default
+    /// ([`TrainConfig::compute`]): bf16 over a 4- or 8-bit base, f32 over a full-precision one.
+    /// The adapters, their gradients and the optimizer stay f32. A run's saved configuration
+    /// records the value it ran with; one saved without it (runs from before bf16 was the
+    /// default) resumes in f32.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_dtype: Option<ComputeDtype>,
     /// Start from this adapter's matrices (a PEFT-format directory, e.g. an earlier run's
     /// `adapter/`) instead of PEFT's initialisation, to continue training it on a new schedule.
     /// Its rank, alpha and targets must equal `[lora]`'s. Written only when set.
@@ -86,7 +89,7 @@ impl Default for TrainConfig {
             keep_products_mib: 1024,
             share_prompt_prefix: true,
             int8_matmul: Int8Matmul::Dequantized,
-            compute_dtype: ComputeDtype::F32,
+            compute_dtype: None,
             init_adapter: None,
             lora: LoraConfig::default(),
             data: DataConfig::default(),
@@ -97,10 +100,6 @@ impl Default for TrainConfig {
 
 fn is_default_int8_matmul(mode: &Int8Matmul) -> bool {
     *mode == Int8Matmul::default()
-}
-
-fn is_default_compute_dtype(dtype: &ComputeDtype) -> bool {
-    *dtype == ComputeDtype::default()
 }
 
 /// Which examples to train on.
@@ -218,15 +217,51 @@ impl TrainConfig {
         BaseBits::from_bits(self.bits)
     }
 
+    /// The arithmetic of the base's products: `compute_dtype` when set, else bf16 over a 4- or
+    /// 8-bit base (QLoRA's compute dtype) and f32 over a full-precision one.
+    pub fn compute(&self) -> Result<ComputeDtype> {
+        Ok(match (self.compute_dtype, self.base_bits()?) {
+            (Some(dtype), _) => dtype,
+            (None, BaseBits::F32) => ComputeDtype::F32,
+            (None, BaseBits::Nf4 | BaseBits::Int8) => ComputeDtype::Bf16,
+        })
+    }
+
+    /// Fixes `compute_dtype` for a run: a fresh run (`saved` is `None`) records the default it
+    /// gets; a resumed one keeps the arithmetic of its saved configuration (f32 when that
+    /// configuration does not name one: it was saved before bf16 became the default) and refuses
+    /// an explicit different one.
+    pub fn settle_compute(&mut self, saved: Option<&TrainConfig>) -> Result<()> {
+        let dtype = match saved {
+            None => self.compute()?,
+            Some(saved) => {
+                let started = saved.compute_dtype.unwrap_or(ComputeDtype::F32);
+                if let Some(asked) = self.compute_dtype.filter(|asked| *asked != started) {
+                    return Err(Error::InvalidInput {
+                        reason: format!(
+                            "config compute_dtype = {:?}: the run being resumed computes in {:?} (its saved \
+                             configuration); a resumed run keeps the arithmetic it started with",
+                            asked.name(),
+                            started.name()
+                        ),
+                    });
+                }
+                started
+            }
+        };
+        self.compute_dtype = Some(dtype);
+        self.validate()
+    }
+
     /// Checks every value that could make the run meaningless or crash later.
     pub fn validate(&self) -> Result<()> {
         let invalid = |key: &str, value: String, why: &str| {
             Err(Error::InvalidInput { reason: format!("config {key} = {value}: {why}") })
         };
-        if self.base_bits()? == BaseBits::F32 && self.compute_dtype != ComputeDtype::F32 {
+        if self.base_bits()? == BaseBits::F32 && self.compute_dtype == Some(ComputeDtype::Bf16) {
             return invalid(
                 "compute_dtype",
-                format!("{:?}", self.compute_dtype.name()),
+                format!("{:?}", ComputeDtype::Bf16.name()),
                 &format!("needs a 4- or 8-bit base (bits = {})", self.bits),
             );
         }
@@ -364,11 +399,15 @@ mod tests {
     }
 
     #[test]
-    fn the_compute_dtype_is_written_only_when_not_the_default_and_needs_a_quantized_base() {
-        assert!(!TrainConfig::default().to_toml().unwrap().contains("compute_dtype"));
-        let config = TrainConfig::load(None, &["compute_dtype=\"bf16\"".into(), "bits=4".into()]).unwrap();
-        assert_eq!(config.compute_dtype, ComputeDtype::Bf16);
-        assert!(config.to_toml().unwrap().contains("compute_dtype = \"bf16\""));
+    fn the_compute_dtype_defaults_to_bf16_over_a_quantized_base_and_needs_one() {
+        let default = TrainConfig::default();
+        assert!(!default.to_toml().unwrap().contains("compute_dtype"), "unset stays unset");
+        assert_eq!(default.compute().unwrap(), ComputeDtype::Bf16, "bits = 8");
+        let full = TrainConfig::load(None, &["bits=32".into()]).unwrap();
+        assert_eq!(full.compute().unwrap(), ComputeDtype::F32);
+        let config = TrainConfig::load(None, &["compute_dtype=\"f32\"".into(), "bits=4".into()]).unwrap();
+        assert_eq!(config.compute().unwrap(), ComputeDtype::F32);
+        assert!(config.to_toml().unwrap().contains("compute_dtype = \"f32\""));
         let bad = TrainConfig::load(None, &["compute_dtype=\"f16\"".into()]).unwrap_err().to_string();
         assert!(bad.contains("f16"), "{bad}");
         let bad = TrainConfig::load(None, &["compute_dtype=\"bf16\"".into(), "bits=32".into()])
@@ -377,6 +416,31 @@ mod tests {
         assert!(
             bad.contains("config compute_dtype = \"bf16\": needs a 4- or 8-bit base (bits = 32)"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn a_run_records_its_compute_dtype_and_a_resumed_one_keeps_it() {
+        let mut fresh = TrainConfig::default();
+        fresh.settle_compute(None).unwrap();
+        assert_eq!(fresh.compute_dtype, Some(ComputeDtype::Bf16));
+        assert!(fresh.to_toml().unwrap().contains("compute_dtype = \"bf16\""));
+
+        // Saved before bf16 became the default: no key, so the run started in f32.
+        let older = TrainConfig::default();
+        let mut resumed = TrainConfig::default();
+        resumed.settle_compute(Some(&older)).unwrap();
+        assert_eq!(resumed.compute_dtype, Some(ComputeDtype::F32));
+
+        let mut resumed = TrainConfig::default();
+        resumed.settle_compute(Some(&fresh)).unwrap();
+        assert_eq!(resumed.compute_dtype, Some(ComputeDtype::Bf16));
+
+        let mut changed = TrainConfig { compute_dtype: Some(ComputeDtype::Bf16), ..TrainConfig::default() };
+        let error = changed.settle_compute(Some(&older)).unwrap_err().to_string();
+        assert!(
+            error.contains("compute_dtype = \"bf16\": the run being resumed computes in \"f32\""),
+            "{error}"
         );
     }
 }
