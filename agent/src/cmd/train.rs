@@ -73,11 +73,13 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         );
     }
     let saved_path = run_dir.join("config.toml");
-    let saved = match args.resume && saved_path.exists() {
-        true => Some(TrainConfig::load(Some(&saved_path), &[]).with_context(|| {
-            format!("cannot read the run's saved configuration {}", saved_path.display())
-        })?),
-        false => None,
+    // A resumed run keeps the arithmetic its saved configuration records.
+    let saved = if args.resume && saved_path.exists() {
+        let saved = TrainConfig::load(Some(&saved_path), &[])
+            .with_context(|| format!("cannot read the run's saved configuration {}", saved_path.display()))?;
+        Some(saved)
+    } else {
+        None
     };
     config.settle_compute(saved.as_ref())?;
     let compute = config.compute()?;
