@@ -141,13 +141,15 @@ fn bad_configurations_are_named() {
     let env: Vec<(&str, &Path)> = env.iter().map(|(key, value)| (*key, value.as_path())).collect();
     let out = home.path().join("run");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["--set", "lora.rnak=4"], "rnak"),
         (&["--set", "compute_dtype=\"f16\""], "f16"),
+        (&["--compute-dtype", "f16"], "f16"),
         (
             &["--bits", "32", "--set", "compute_dtype=\"bf16\""],
             "compute_dtype = \"bf16\": needs a 4- or 8-bit base",
         ),
+        (&["--bits", "32", "--compute-dtype", "bf16"], "compute_dtype = \"bf16\": needs a 4- or 8-bit base"),
         (&["--tasks", "fbp"], "fbp"),
         (&["--bits", "3"], "3"),
         (&["--set", "optim.optimizer=sgd"], "sgd"),

@@ -36,6 +36,10 @@ pub struct Args {
     /// Precision of the frozen base: 4 (NF4), 8 (int8) or 16/32 (f32).
     #[arg(long, value_name = "BITS")]
     bits: Option<u32>,
+    /// Arithmetic of a 4- or 8-bit base's products (`compute_dtype`): bf16 by default there,
+    /// f32 over a 32-bit base; a resumed run keeps the one it started with.
+    #[arg(long, value_enum)]
+    compute_dtype: Option<super::ComputeArg>,
     /// Comma-separated tasks, e.g. `fpb,tfns,xbrl_values`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     tasks: Vec<String>,
@@ -54,6 +58,9 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let mut overrides = Vec::new();
     if let Some(bits) = args.bits {
         overrides.push(format!("bits={bits}"));
+    }
+    if let Some(dtype) = args.compute_dtype {
+        overrides.push(format!("compute_dtype={:?}", trainer::quantize::ComputeDtype::from(dtype).name()));
     }
     if !args.tasks.is_empty() {
         let quoted: Vec<String> = args.tasks.iter().map(|task| format!("{task:?}")).collect();
