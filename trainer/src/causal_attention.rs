@@ -445,7 +445,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::test_data::{max_abs, max_diff, random};
+    use crate::test_data::{assert_same_gradients, max_diff, random};
 
     /// The composed ops the model used before (and still uses with a cache): split heads, rotate,
     /// scale, scores, causal softmax, weighted values, merge heads.
@@ -495,16 +495,8 @@ mod tests {
             let fused = causal_attention(&q, &k, &v, &rope, heads, kv_heads, scale as f32).unwrap();
             let reference = composed(&q, &k, &v, &rope, heads, kv_heads, scale);
             assert!(max_diff(&fused, &reference) < 1e-5, "forward of {seq} positions differs");
-            let fused_grads = (fused * &weight).unwrap().sum_all().unwrap().backward().unwrap();
-            let reference_grads = (reference * &weight).unwrap().sum_all().unwrap().backward().unwrap();
-            for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
-                let a = fused_grads.get(var).unwrap();
-                let b = reference_grads.get(var).unwrap();
-                assert!(
-                    max_diff(a, b) < 1e-5 * max_abs(b).max(1.0),
-                    "gradient of {name} ({seq} positions) differs"
-                );
-            }
+            let vars = [("q", &q), ("k", &k), ("v", &v)];
+            assert_same_gradients(&fused, &reference, &weight, &vars, &format!("{seq} positions"));
         }
     }
 

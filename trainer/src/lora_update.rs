@@ -263,7 +263,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
-    use crate::test_data::{max_abs, max_diff, random, random_values};
+    use crate::test_data::{assert_same_gradients, max_abs, max_diff, random, random_values};
 
     #[test]
     fn equals_the_composed_ops_forward_and_backward() {
@@ -300,16 +300,9 @@ mod tests {
                 max_diff(&fused, &reference) < 1e-5 * max_abs(&reference).max(1.0),
                 "forward of {rows} rows"
             );
-            let fused_grads = (fused * &weight).unwrap().sum_all().unwrap().backward().unwrap();
-            let reference_grads = (reference * &weight).unwrap().sum_all().unwrap().backward().unwrap();
-            for (name, var) in [("x", &x), ("a", &a), ("b", &b)] {
-                let got = fused_grads.get(var).unwrap();
-                let want = reference_grads.get(var).unwrap();
-                assert!(
-                    max_diff(got, want) < 1e-5 * max_abs(want).max(1.0),
-                    "gradient of {name} ({rows} rows, dropout {dropout}) differs"
-                );
-            }
+            let vars = [("x", &x), ("a", &a), ("b", &b)];
+            let context = format!("{rows} rows, dropout {dropout}");
+            assert_same_gradients(&fused, &reference, &weight, &vars, &context);
         }
     }
 

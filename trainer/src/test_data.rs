@@ -1,6 +1,6 @@
 //! Seeded pseudo-random test inputs, and the comparisons, for the unit tests of the fused ops.
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 
 /// `shape.iter().product()` values in `[-1, 1)` from a seeded LCG.
 pub(crate) fn random_values(shape: &[usize], seed: u64) -> Vec<f32> {
@@ -26,4 +26,25 @@ pub(crate) fn max_abs(a: &Tensor) -> f32 {
 /// The largest absolute difference of `a` and `b`.
 pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_abs(&(a - b).unwrap())
+}
+
+/// Backpropagates `sum(fused · weight)` and `sum(reference · weight)` and asserts that each named
+/// variable's two gradients agree within 1e-5 of the reference's largest value (at least 1).
+pub(crate) fn assert_same_gradients(
+    fused: &Tensor,
+    reference: &Tensor,
+    weight: &Tensor,
+    vars: &[(&str, &Var)],
+    context: &str,
+) {
+    let fused_grads = (fused * weight).unwrap().sum_all().unwrap().backward().unwrap();
+    let reference_grads = (reference * weight).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, var) in vars {
+        let got = fused_grads.get(var).unwrap();
+        let want = reference_grads.get(var).unwrap();
+        assert!(
+            max_diff(got, want) < 1e-5 * max_abs(want).max(1.0),
+            "gradient of {name} ({context}) differs"
+        );
+    }
 }
