@@ -75,6 +75,61 @@ fn score_reports_accuracy_against_the_filings_own_tags() {
     assert!(golds.iter().all(|gold| gold.as_str().is_some_and(|tag| tag.contains(':'))));
 }
 
+/// AAPL's FY2021 10-K tagged on its own, and learning also from the company's two earlier
+/// 10-Ks' tags: the earlier filings must teach the ranking Apple's phrasing (docs/tag.md has the
+/// figures: 21/44 and 41/44).
+#[test]
+fn earlier_filings_teach_the_ranking_a_companys_phrasing() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let filings = shared.join("xbrl/filings/AAPL");
+    let filing = filings.join("2021/aapl-20210925.htm");
+    let filing = filing.to_str().expect("utf-8 path");
+    let earlier = [filings.join("2019/a10-k20199282019.htm"), filings.join("2020/aapl-20200926.htm")];
+    let env = [("FINAGENT_SHARED", shared.as_path())];
+    let alone = finagent(home.path(), &["tag", filing, "--score", "--out", "/dev/null"], &env);
+    assert!(alone.status.success(), "stderr: {}", stderr(&alone));
+    let mut args = vec!["tag", filing, "--score", "--out", "/dev/null"];
+    for path in &earlier {
+        args.extend(["--learn-from", path.to_str().expect("utf-8")]);
+    }
+    let taught = finagent(home.path(), &args, &env);
+    assert!(taught.status.success(), "stderr: {}", stderr(&taught));
+    let ((correct_alone, scored), (correct_taught, scored_taught)) =
+        (accuracy(&stderr(&alone)), accuracy(&stderr(&taught)));
+    assert_eq!(scored, scored_taught);
+    assert!(
+        correct_taught >= correct_alone + scored / 4,
+        "{correct_taught}/{scored} taught vs {correct_alone}/{scored} alone: {}",
+        stderr(&taught)
+    );
+    assert!(stderr(&taught).contains("a10-k20199282019.htm"), "{}", stderr(&taught));
+
+    // A folder teaches every inline filing in it but the one being tagged.
+    let args =
+        ["tag", filing, "--score", "--learn-from", filings.to_str().expect("utf-8"), "--out", "/dev/null"];
+    let folder = finagent(home.path(), &args, &env);
+    assert!(folder.status.success(), "stderr: {}", stderr(&folder));
+    assert!(stderr(&folder).contains("not learning from") && stderr(&folder).contains("aapl-2023"));
+
+    // The filing itself named outright, or a filing without tags of its own, is refused by name
+    // and leaves no output behind.
+    let out = home.path().join("tags.jsonl");
+    let instance = filings.join("2022/aapl-20220924_htm.xml");
+    for (learn_from, named) in
+        [(filing, "aapl-20210925.htm"), (instance.to_str().expect("utf-8"), "aapl-20220924_htm.xml")]
+    {
+        let args = ["tag", filing, "--learn-from", learn_from, "--out", out.to_str().expect("utf-8")];
+        let refused = finagent(home.path(), &args, &env);
+        let message = stderr(&refused);
+        assert!(
+            !refused.status.success() && message.contains(named) && !message.contains("panicked"),
+            "{message}"
+        );
+        assert!(!out.exists(), "a refused run left {}", out.display());
+    }
+}
+
 #[test]
 fn folds_propose_each_finer_row_from_the_other_folds_and_write_training_rows() {
     let Some(shared) = shared() else { return };

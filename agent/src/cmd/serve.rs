@@ -35,8 +35,8 @@ use agent::tag::candidates::TagSet;
 use agent::tag::document::text_mentions;
 use agent::tag::scorer::ModelScorer;
 use agent::tag::setup::{
-    default_catalogue_path, default_examples_path, default_tag_set, full_taxonomy_tag_set, learn_from_file,
-    load_catalogue,
+    default_catalogue_path, default_examples_path, default_tag_set, full_taxonomy_tag_set, inline_filings,
+    load_catalogue, Examples,
 };
 use agent::tag::{Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
@@ -89,6 +89,10 @@ pub struct Args {
     /// (default: finer/train.jsonl of $FINAGENT_DATA or $FINAGENT_SHARED/data, when present).
     #[arg(long, value_name = "FILE")]
     tag_examples: Option<PathBuf>,
+    /// An inline XBRL filing, or a folder of them, whose own us-gaap tags also teach `POST /tag`'s
+    /// ranking, as `finagent tag --learn-from` (repeatable).
+    #[arg(long, value_name = "FILING", action = clap::ArgAction::Append)]
+    tag_learn_from: Vec<PathBuf>,
 }
 
 /// Requests share the model and the index across threads; this stops compiling if either
@@ -142,8 +146,17 @@ struct TaggingHealth {
     /// The tagged examples the ranking learned from, and how many of their rows it used.
     examples: Option<String>,
     examples_learned: usize,
+    /// The inline filings (`--tag-learn-from`) it also learned from, with the examples used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    learned_from_filings: Vec<FilingHealth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FilingHealth {
+    filing: String,
+    examples_learned: usize,
 }
 
 /// The tag sets `POST /tag` ranks with, built once at start like `finagent tag` builds its own.
@@ -156,29 +169,36 @@ struct Tagging {
     catalogue_path: PathBuf,
     examples: Option<PathBuf>,
     n_examples_learned: usize,
+    /// The `--tag-learn-from` filings and how many of each one's tagged numbers were used.
+    filings: Vec<(PathBuf, usize)>,
 }
 
 impl Tagging {
     /// The FiNER-139 set (and the full-taxonomy one, when the data folder has the concept table),
-    /// both taught by `examples`, else by the data folder's FiNER train split when it has one.
-    fn load(data: &DataDir, examples: Option<&Path>) -> Result<Tagging> {
+    /// both taught by `examples`, else by the data folder's FiNER train split when it has one,
+    /// and by the tagged numbers of `filings`.
+    fn load(data: &DataDir, examples: Option<&Path>, filings: &[PathBuf]) -> Result<Tagging> {
         let catalogue = load_catalogue(None, data)?;
         let mut finer = default_tag_set(None, data, catalogue.as_ref())?;
         let mut full_taxonomy = catalogue.as_ref().map(full_taxonomy_tag_set).transpose()?;
         let examples = examples.map(Path::to_path_buf).or_else(|| default_examples_path(data));
-        let mut n_examples_learned = 0;
-        if let Some(path) = &examples {
-            n_examples_learned = learn_from_file(&mut finer, path)?;
-            if let Some(tags) = &mut full_taxonomy {
-                learn_from_file(tags, path)?;
-            }
+        let filings = inline_filings(filings)?;
+        let sources = Examples::read(examples.as_deref(), &filings)?;
+        let used = sources.teach(&mut finer);
+        if let Some(tags) = &mut full_taxonomy {
+            sources.teach(tags);
         }
+        let (n_examples_learned, filing_used) = match examples {
+            Some(_) => (used[0], &used[1..]),
+            None => (0, &used[..]),
+        };
         Ok(Tagging {
             finer,
             full_taxonomy,
             catalogue_path: default_catalogue_path(data),
             examples,
             n_examples_learned,
+            filings: filings.into_iter().zip(filing_used.iter().copied()).collect(),
         })
     }
 
@@ -190,6 +210,14 @@ impl Tagging {
                 full_taxonomy_tags: tagging.full_taxonomy.as_ref().map(TagSet::len),
                 examples: tagging.examples.as_ref().map(|path| path.display().to_string()),
                 examples_learned: tagging.n_examples_learned,
+                learned_from_filings: tagging
+                    .filings
+                    .iter()
+                    .map(|(path, n_used)| FilingHealth {
+                        filing: path.display().to_string(),
+                        examples_learned: *n_used,
+                    })
+                    .collect(),
                 error: None,
             },
             Err(reason) => TaggingHealth {
@@ -198,6 +226,7 @@ impl Tagging {
                 full_taxonomy_tags: None,
                 examples: None,
                 examples_learned: 0,
+                learned_from_filings: Vec::new(),
                 error: Some(reason.clone()),
             },
         }
@@ -239,7 +268,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         bail!("the fact index {} holds no filings: run `finagent index` first", paths.index.display());
     }
     let n_facts = index.num_facts()?;
-    let tagging = load_tagging(args.tag_examples.as_deref())?;
+    let tagging = load_tagging(args.tag_examples.as_deref(), &args.tag_learn_from)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -287,19 +316,31 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
 }
 
 /// The tag sets for `POST /tag`. A data folder without the FiNER-139 list leaves `/tag` answering
-/// 503 with the reason; examples named by `--tag-examples` that cannot be read stop the start.
-fn load_tagging(examples: Option<&Path>) -> Result<std::result::Result<Tagging, String>> {
+/// 503 with the reason; examples named by `--tag-examples` or `--tag-learn-from` that cannot be
+/// read stop the start.
+fn load_tagging(
+    examples: Option<&Path>,
+    filings: &[PathBuf],
+) -> Result<std::result::Result<Tagging, String>> {
     let data = DataDir::from_env();
     let started = Instant::now();
-    match Tagging::load(&data, examples) {
+    match Tagging::load(&data, examples, filings) {
         Ok(tagging) => {
-            let learned = match &tagging.examples {
-                Some(path) => format!(
-                    "learned from {} tagged examples in {}",
-                    tagging.n_examples_learned,
-                    path.display()
-                ),
-                None => "no tagged examples to learn from".to_string(),
+            let mut sources: Vec<String> = tagging
+                .examples
+                .iter()
+                .map(|path| format!("{} tagged examples in {}", tagging.n_examples_learned, path.display()))
+                .collect();
+            sources.extend(
+                tagging
+                    .filings
+                    .iter()
+                    .map(|(path, n_used)| format!("{n_used} tagged examples in {}", path.display())),
+            );
+            let learned = if sources.is_empty() {
+                "no tagged examples to learn from".to_string()
+            } else {
+                format!("learned from {}", sources.join(", "))
             };
             eprintln!(
                 "tag sets: {} FiNER-139 tags, {} for full_taxonomy; {learned} ({:.1} s)",
@@ -309,7 +350,9 @@ fn load_tagging(examples: Option<&Path>) -> Result<std::result::Result<Tagging, 
             );
             Ok(Ok(tagging))
         }
-        Err(error) if examples.is_some() => Err(error.context("cannot build the tag sets for POST /tag")),
+        Err(error) if examples.is_some() || !filings.is_empty() => {
+            Err(error.context("cannot build the tag sets for POST /tag"))
+        }
         Err(error) => {
             eprintln!("POST /tag is unavailable: {error:#}");
             Ok(Err(format!("{error:#}")))
@@ -696,6 +739,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tagging_learns_from_filings_and_reports_them_in_health() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let finer = dir.path().join("finer");
+        std::fs::create_dir_all(&finer).expect("mkdir");
+        std::fs::write(finer.join("tag_set.txt"), "DebtInstrumentInterestRateStatedPercentage\nRevenues\n")
+            .expect("write");
+        let filings = dir.path().join("filings");
+        std::fs::create_dir_all(&filings).expect("mkdir");
+        std::fs::write(
+            filings.join("x-20231231.htm"),
+            r#"<html xmlns="http://www.w3.org/1999/xhtml" xmlns:ix="http://www.xbrl.org/2013/inlineXBRL"><body>
+<p>The notes bear interest at <ix:nonFraction name="us-gaap:DebtInstrumentInterestRateStatedPercentage" contextRef="c" scale="-2">2.5</ix:nonFraction>% per year.</p></body></html>"#,
+        )
+        .expect("write");
+        let data = DataDir::new(dir.path());
+        let tagging = Tagging::load(&data, None, &[filings.clone()]).expect("tag sets");
+        assert_eq!(tagging.filings, [(filings.join("x-20231231.htm"), 1)]);
+        let health = serde_json::to_value(Tagging::health(&Ok(tagging))).expect("json");
+        assert_eq!(health["learned_from_filings"][0]["examples_learned"], 1, "{health}");
+        assert_eq!(health["examples_learned"], 0, "{health}");
+
+        let error = Tagging::load(&data, None, &[dir.path().join("finer")]).err().expect("no inline filing");
+        assert!(format!("{error:#}").contains("finer"), "{error:#}");
+    }
+
+    #[test]
     fn respond_refusals_are_the_questions_fault_and_library_failures_are_not() {
         let refusal = anyhow::anyhow!("no revenue fact for {} in fiscal {} in the index", "AAPL", 2031);
         assert!(is_about_the_question(&refusal));
@@ -752,6 +821,7 @@ mod tests {
             catalogue_path: PathBuf::from("/data/../xbrl/taxonomy/us-gaap_concepts_partial.tsv"),
             examples: None,
             n_examples_learned: 0,
+            filings: Vec::new(),
         });
         assert!(check_tag_request(&tagging, &request("Sales were $ 5 million .", false)).is_ok());
         let empty = check_tag_request(&tagging, &request(" \n", false)).unwrap_err();

@@ -14,7 +14,7 @@ use agent::tag::candidates::{TagSet, TaggedExample};
 use agent::tag::document::read_mentions;
 use agent::tag::mentions::{mention_of, Mention};
 use agent::tag::scorer::ModelScorer;
-use agent::tag::setup::{default_tag_set, full_taxonomy_tag_set, learn_from_file, load_catalogue};
+use agent::tag::setup::{default_tag_set, full_taxonomy_tag_set, inline_filings, load_catalogue, Examples};
 use agent::tag::{read_finer_rows, Accuracy, Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
 use trainer::model::Llama;
@@ -59,6 +59,11 @@ pub struct Args {
     /// Rank from tag names and labels only, without tagged examples.
     #[arg(long, conflicts_with = "examples")]
     no_examples: bool,
+    /// An inline XBRL filing, or a folder of them, whose own us-gaap tags also teach the ranking
+    /// on top of the examples: a company's earlier 10-Ks teach it the company's phrasing (AAPL
+    /// FY2023 from FY2019-2022: 38/38, docs/tag.md). Repeatable; the FILE being tagged is left out.
+    #[arg(long, value_name = "FILING", action = clap::ArgAction::Append)]
+    learn_from: Vec<PathBuf>,
     /// FiNER-139 tag list, one a line (default: finer/tag_set.txt of $FINAGENT_DATA or
     /// $FINAGENT_SHARED/data).
     #[arg(long, value_name = "FILE")]
@@ -117,11 +122,15 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         (None, Some(path)) => (filing_jobs(path, args.score)?, path.clone()),
         (None, None) => bail!("give a FILE to tag, or --finer FILE"),
     };
-    // One tag set for every job, or under --folds one per fold, each learned from the others.
+    // One tag set for every job, or under --folds one per fold, each learned from the others
+    // (and from the --learn-from filings, which are never the rows being proposed for).
     let (tag_sets, fold_of) = match args.folds {
-        Some(k) => fold_tag_sets(&tags, &jobs, k as usize),
+        Some(k) => {
+            learn_examples(&mut tags, &args, None)?;
+            fold_tag_sets(&tags, &jobs, k as usize)
+        }
         None => {
-            learn_examples(&mut tags, &args, &data)?;
+            learn_examples(&mut tags, &args, Some(&data))?;
             let n_jobs = jobs.len();
             (vec![tags], vec![0; n_jobs])
         }
@@ -193,22 +202,42 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Teaches `tags` from `--examples` (default: FiNER's train split of the data folder) unless
-/// `--no-examples`; the rows being tagged are refused as examples.
-fn learn_examples(tags: &mut TagSet, args: &Args, data: &DataDir) -> Result<()> {
-    let examples = match (&args.examples, args.no_examples) {
-        (_, true) => None,
-        (Some(path), false) => Some(path.clone()),
-        (None, false) => agent::tag::setup::default_examples_path(data),
+/// Teaches `tags` from `--examples` (with `data`, default: FiNER's train split of the data
+/// folder) unless `--no-examples`, and from each `--learn-from` filing, in one training. The rows
+/// or the filing being tagged are refused as examples.
+fn learn_examples(tags: &mut TagSet, args: &Args, data: Option<&DataDir>) -> Result<()> {
+    let examples_file = match (&args.examples, args.no_examples, data) {
+        (_, true, _) | (None, false, None) => None,
+        (Some(path), false, _) => Some(path.clone()),
+        (None, false, Some(data)) => agent::tag::setup::default_examples_path(data),
     };
-    if let Some(path) = &examples {
+    if let Some(path) = &examples_file {
         if args.finer.as_deref().is_some_and(|finer| same_file(finer, path)) {
             bail!("--finer {} is the examples file the ranking learns from; pass --no-examples, other --examples or --folds K", path.display());
         }
-        let n_used = learn_from_file(tags, path)?;
-        eprintln!("learned from {n_used} tagged examples in {}", path.display());
+    }
+    // A filing named outright must not be the one tagged; one found in a folder is skipped.
+    if let Some(path) = args.learn_from.iter().find(|path| is_tagged_file(args, path)) {
+        bail!("--learn-from {} is the filing being tagged; learn from other filings", path.display());
+    }
+    let mut filings = inline_filings(&args.learn_from)?;
+    filings.retain(|path| {
+        let tagged = is_tagged_file(args, path);
+        if tagged {
+            eprintln!("not learning from {}: it is the filing being tagged", path.display());
+        }
+        !tagged
+    });
+    let examples = Examples::read(examples_file.as_deref(), &filings)?;
+    let used = examples.teach(tags);
+    if !examples.is_empty() {
+        eprintln!("learned from {}", examples.describe(&used));
     }
     Ok(())
+}
+
+fn is_tagged_file(args: &Args, path: &Path) -> bool {
+    args.file.as_deref().is_some_and(|file| same_file(file, path))
 }
 
 /// `k` copies of `tags`, copy `f` taught by the jobs outside fold `f`, and each job's fold. A

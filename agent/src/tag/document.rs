@@ -115,6 +115,16 @@ fn has_markup(text: &str) -> bool {
 /// Inline XBRL declares the inline namespace; an instance has an `xbrl` root in the instance
 /// namespace; anything with HTML tags is HTML; the rest is text. A `.xml` or `.htm` file that is
 /// neither is read as HTML so that malformed markup is not silently taken for prose.
+/// Whether the file at `path` is inline XBRL, from its first 20,000 characters.
+pub fn is_inline_xbrl(path: &Path) -> Result<bool> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(20_000);
+    std::fs::File::open(path)
+        .and_then(|file| file.take(80_000).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(detect_kind(path, &String::from_utf8_lossy(&head)) == InputKind::InlineXbrl)
+}
+
 fn detect_kind(path: &Path, text: &str) -> InputKind {
     let head: String = text.chars().take(20_000).collect();
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();

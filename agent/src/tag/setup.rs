@@ -8,7 +8,8 @@ use anyhow::{bail, Context as _, Result};
 use datasets::DataDir;
 use taxonomy::Catalogue;
 
-use super::candidates::TagSet;
+use super::candidates::{TagSet, TaggedExample};
+use super::document::{is_inline_xbrl, read_mentions, InputKind};
 use super::{finer_examples, read_finer_rows};
 
 /// The us-gaap concept table beside the data folder (`<data>/../xbrl/taxonomy/...`): its standard
@@ -77,12 +78,117 @@ pub fn full_taxonomy_tag_set(catalogue: &Catalogue) -> Result<TagSet> {
     Ok(tags)
 }
 
-/// Teaches `tags` the words around each tag's numbers in the FiNER rows at `path`; returns how
-/// many rows were used (rows whose tag is outside the set, or whose entity is not a token of
-/// their text, are not).
-pub fn learn_from_file(tags: &mut TagSet, path: &Path) -> Result<usize> {
-    let rows = read_finer_rows(path)?;
-    Ok(tags.learn(&finer_examples(&rows)))
+/// Tagged examples by where they came from: a FiNER rows file and inline XBRL filings.
+#[derive(Debug, Clone, Default)]
+pub struct Examples {
+    pub sources: Vec<(PathBuf, Vec<TaggedExample>)>,
+}
+
+impl Examples {
+    /// The FiNER rows at `rows` (`{text, entity, label}` JSON lines; rows whose entity is not a
+    /// token of their text are left out) and the us-gaap tagged numbers of each filing.
+    pub fn read(rows: Option<&Path>, filings: &[PathBuf]) -> Result<Self> {
+        let mut sources = Vec::with_capacity(filings.len() + 1);
+        if let Some(path) = rows {
+            sources.push((path.to_path_buf(), finer_examples(&read_finer_rows(path)?)));
+        }
+        for path in filings {
+            sources.push((path.clone(), filing_examples(path)?));
+        }
+        Ok(Examples { sources })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
+
+    /// Teaches `tags` every example in one training; returns, per source, how many examples
+    /// had a tag of the set and so were used.
+    pub fn teach(&self, tags: &mut TagSet) -> Vec<usize> {
+        if self.sources.is_empty() {
+            return Vec::new();
+        }
+        let all: Vec<TaggedExample> =
+            self.sources.iter().flat_map(|(_, examples)| examples.iter().cloned()).collect();
+        tags.learn(&all);
+        self.sources
+            .iter()
+            .map(|(_, examples)| examples.iter().filter(|example| tags.contains(&example.tag)).count())
+            .collect()
+    }
+
+    /// "N tagged examples in PATH" for each source, joined, for start-up messages.
+    pub fn describe(&self, used: &[usize]) -> String {
+        self.sources
+            .iter()
+            .zip(used)
+            .map(|((path, _), n_used)| format!("{n_used} tagged examples in {}", path.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The inline XBRL filings `paths` name: a file as itself, a folder as every inline XBRL
+/// `.htm`/`.html`/`.xhtml` under it (sorted, so the examples come in the same order on every
+/// machine). A folder with none is an error naming it.
+pub fn inline_filings(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut filings = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            filings.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        collect_inline_filings(path, &mut found)?;
+        if found.is_empty() {
+            bail!("{} holds no inline XBRL filing (.htm) to learn from", path.display());
+        }
+        found.sort();
+        filings.extend(found);
+    }
+    Ok(filings)
+}
+
+fn collect_inline_filings(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot read folder {}", dir.display()))?.path();
+        if path.is_dir() {
+            collect_inline_filings(&path, found)?;
+            continue;
+        }
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        if ["htm", "html", "xhtml"].contains(&extension.as_str()) && is_inline_xbrl(&path)? {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The running-text numbers of the inline XBRL filing at `path` that carry a us-gaap tag, as
+/// tagged examples (the tag's local name): a company's earlier filings teach the ranking its own
+/// phrasing. Tags outside us-gaap (the company's extensions, `dei:`) are left out; so is a tag the
+/// tag set does not have, when the examples are learned.
+pub fn filing_examples(path: &Path) -> Result<Vec<TaggedExample>> {
+    let (kind, mentions) = read_mentions(path)?;
+    if kind != InputKind::InlineXbrl {
+        bail!(
+            "{} reads as {}, not inline XBRL: it has no tags of its own to learn from",
+            path.display(),
+            kind.name()
+        );
+    }
+    let examples: Vec<TaggedExample> = mentions
+        .into_iter()
+        .filter_map(|found| {
+            let tag = found.gold?.strip_prefix("us-gaap:")?.to_string();
+            Some(TaggedExample { sentence: found.sentence, mention: found.mention, tag })
+        })
+        .collect();
+    if examples.is_empty() {
+        bail!("{} has no us-gaap tags on the numbers of its running text to learn from", path.display());
+    }
+    Ok(examples)
 }
 
 #[cfg(test)]
@@ -108,7 +214,8 @@ mod tests {
         );
         std::fs::write(finer.join("train.jsonl"), rows).expect("write");
         let examples = default_examples_path(&data).expect("train split found");
-        assert_eq!(learn_from_file(&mut tags, &examples).expect("learns"), 1);
+        let examples = Examples::read(Some(&examples), &[]).expect("reads");
+        assert_eq!(examples.teach(&mut tags), vec![1]);
     }
 
     #[test]
@@ -121,5 +228,43 @@ mod tests {
         std::fs::write(&empty, "\n").expect("write");
         let error = default_tag_set(Some(&empty), &data, None).expect_err("empty");
         assert!(error.to_string().contains("empty"), "{error:#}");
+    }
+
+    const TAGGED: &str = r#"<html xmlns="http://www.w3.org/1999/xhtml" xmlns:ix="http://www.xbrl.org/2013/inlineXBRL"><body>
+<div><span>The notes bear interest at <ix:nonFraction name="us-gaap:DebtInstrumentInterestRateStatedPercentage" contextRef="c-2" scale="-2">2.5</ix:nonFraction>% per year. The company has <ix:nonFraction name="aapl:RetailStores" contextRef="c-2">520</ix:nonFraction> stores and $7 million of cash.</span></div>
+</body></html>"#;
+
+    #[test]
+    fn filings_teach_their_us_gaap_tags_and_folders_yield_their_inline_filings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nested = dir.path().join("AAPL/2023");
+        std::fs::create_dir_all(&nested).expect("mkdir");
+        let filing = nested.join("aapl-20230930.htm");
+        std::fs::write(&filing, TAGGED).expect("write");
+        let plain = dir.path().join("AAPL/notes.htm");
+        std::fs::write(&plain, "<html><body><p>Sales were $ 5 million .</p></body></html>").expect("write");
+        std::fs::write(dir.path().join("AAPL/readme.txt"), "Sales were $ 5 million .").expect("write");
+
+        let found = inline_filings(&[dir.path().to_path_buf()]).expect("folder read");
+        assert_eq!(found, [filing.clone()]);
+        // Only the us-gaap tag is an example: the extension and the untagged $7 million are not.
+        let examples = filing_examples(&filing).expect("examples");
+        let tags: Vec<(&str, &str)> =
+            examples.iter().map(|example| (example.tag.as_str(), example.mention.span.as_str())).collect();
+        assert_eq!(tags, [("DebtInstrumentInterestRateStatedPercentage", "2.5")]);
+
+        let names = ["DebtInstrumentInterestRateStatedPercentage".to_string(), "Revenues".to_string()];
+        let mut tag_set = TagSet::new(&names, None);
+        let sources = Examples::read(None, &found).expect("reads");
+        assert_eq!(sources.teach(&mut tag_set), vec![1]);
+        assert!(sources.describe(&[1]).contains("aapl-20230930.htm"));
+
+        // A filing without tags of its own, and a folder without inline filings, are refused by name.
+        let error = filing_examples(&plain).expect_err("not inline XBRL");
+        assert!(error.to_string().contains("notes.htm") && error.to_string().contains("HTML"), "{error:#}");
+        let empty = dir.path().join("JPM");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        let error = inline_filings(&[empty]).expect_err("no filings");
+        assert!(error.to_string().contains("JPM"), "{error:#}");
     }
 }
