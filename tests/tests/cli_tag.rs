@@ -261,3 +261,47 @@ fn model_options_without_rescore_are_refused() {
         assert!(stderr(&output).contains("--rescore"), "{extra:?}: {}", stderr(&output));
     }
 }
+
+/// The temperature flattens or sharpens the confidences without changing a single proposal, and
+/// a run scored against gold tags reports how well its confidences fit.
+#[test]
+fn temperature_moves_confidences_but_not_tags() {
+    let Some(shared) = shared() else { return };
+    let home = tempfile::tempdir().expect("temp home");
+    let test_rows = shared.join("data/finer/test.jsonl");
+    let run = |temperature: &str| {
+        let args = [
+            "tag",
+            "--finer",
+            test_rows.to_str().expect("utf-8"),
+            "--limit",
+            "40",
+            "--temperature",
+            temperature,
+        ];
+        let output = finagent(home.path(), &args, &[("FINAGENT_SHARED", &shared)]);
+        assert!(output.status.success(), "stderr: {}", stderr(&output));
+        assert!(stderr(&output).contains("expected calibration error"), "{}", stderr(&output));
+        stdout(&output)
+            .lines()
+            .map(|line| {
+                let line: Value = serde_json::from_str(line).expect("a JSON line");
+                (
+                    line["tag"].as_str().expect("tag").to_string(),
+                    line["confidence"].as_f64().expect("confidence"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (sharp, flat) = (run("1"), run("3"));
+    assert_eq!(sharp.len(), 40);
+    for ((sharp_tag, sharp_confidence), (flat_tag, flat_confidence)) in sharp.iter().zip(&flat) {
+        assert_eq!(sharp_tag, flat_tag);
+        assert!(flat_confidence <= sharp_confidence, "{flat_confidence} > {sharp_confidence}");
+    }
+    assert!(sharp.iter().zip(&flat).any(|((_, sharp), (_, flat))| flat < sharp));
+    for bad in ["0", "-1", "NaN", "warm"] {
+        let output = finagent(home.path(), &["tag", "--finer", "rows.jsonl", "--temperature", bad], &[]);
+        assert!(!output.status.success() && stderr(&output).contains(bad), "{bad}: {}", stderr(&output));
+    }
+}

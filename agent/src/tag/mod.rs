@@ -6,6 +6,7 @@
 //! prompt; [`Tagger`] combines both into a tag, a confidence and the runners-up. [`setup`] builds
 //! the tag sets `finagent tag` and `finagent serve` share; [`TaggedMention`] is what both print.
 
+pub mod calibration;
 pub mod candidates;
 pub mod document;
 pub mod mentions;
@@ -29,13 +30,22 @@ pub struct TaggerConfig {
     pub n_candidates: usize,
     /// Weight of the model's mean token log-likelihood against the ranking's log-probability.
     pub model_weight: f64,
+    /// The shortlist's scores are divided by this before the softmax that gives the confidences;
+    /// it never changes which tag is proposed.
+    pub temperature: f64,
 }
 
 impl Default for TaggerConfig {
     fn default() -> Self {
-        Self { n_candidates: 5, model_weight: 1.0 }
+        Self { n_candidates: 5, model_weight: 1.0, temperature: DEFAULT_TEMPERATURE }
     }
 }
+
+/// The confidence temperature: the one with the lowest Brier score on the ranking's 5-fold
+/// cross-validated proposals for FiNER's train split (`finagent tag --finer train.jsonl --folds 5`
+/// prints it), where the confidences at temperature 1 were overconfident (docs/tag.md,
+/// "Confidence").
+pub const DEFAULT_TEMPERATURE: f64 = 1.59;
 
 /// A proposed tag and how sure the tagger is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,6 +61,10 @@ pub struct ScoredTag {
 pub struct Proposal {
     pub best: ScoredTag,
     pub runners_up: Vec<ScoredTag>,
+    /// Every shortlisted tag's combined score before the temperature, best first: what
+    /// calibration refits the confidences from.
+    #[serde(skip)]
+    pub scores: Vec<f64>,
 }
 
 /// One tagged mention: a JSON line of `finagent tag`, an element of `finagent serve`'s
@@ -137,13 +151,16 @@ impl Tagger<'_> {
             }
             _ => ranking_log_probs,
         };
-        let confidences: Vec<f64> = log_softmax(&combined).into_iter().map(f64::exp).collect();
+        let temperature = self.config.temperature;
+        let tempered: Vec<f64> = combined.iter().map(|score| score / temperature).collect();
+        let confidences: Vec<f64> = log_softmax(&tempered).into_iter().map(f64::exp).collect();
         let mut order: Vec<usize> = (0..names.len()).collect();
-        order.sort_by(|&a, &b| confidences[b].total_cmp(&confidences[a]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]).then(a.cmp(&b)));
+        let scores = order.iter().map(|&idx| combined[idx]).collect();
         let mut scored =
             order.into_iter().map(|idx| ScoredTag { tag: names[idx].clone(), confidence: confidences[idx] });
         let best = scored.next().context("the tag set is empty")?;
-        Ok(Proposal { best, runners_up: scored.take(2).collect() })
+        Ok(Proposal { best, runners_up: scored.take(2).collect(), scores })
     }
 }
 
