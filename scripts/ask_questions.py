@@ -620,6 +620,28 @@ def build_derived(golds: list[tuple]) -> list[dict]:
             rows.append({"id": f"{ticker.lower()}-fy{year}-{name}", "question": text[0].upper() + text[1:],
                          "ticker": ticker, "fiscal_year": year, "metric": name, "expected": expected,
                          "operands": [a["concept"], b["concept"]]})
+        # A company that files no gross profit (AMZN): the agent computes it, and the gross
+        # margin, from revenue and cost of revenue; asked here the way it states them
+        # (100.0 * (revenue - cost) / revenue, to 2 decimals; the difference exactly).
+        revenue, cost = value.get((ticker, year, "revenue")), value.get((ticker, year, "cost_of_revenue"))
+        if revenue and cost and not value.get((ticker, year, "gross_profit")):
+            rev_num, cost_num = Decimal(revenue["expected"]), Decimal(cost["expected"])
+            for name, wordings, expected in [
+                ("gross_margin", ["gross margin", "gross profit margin"],
+                 f"{100.0 * (float(rev_num) - float(cost_num)) / float(rev_num):.2f}"),
+                ("gross_profit", ["gross profit"], str(rev_num - cost_num)),
+            ]:
+                if name == "gross_margin" and float(rev_num) == 0.0:
+                    continue
+                key = f"{ticker}:{year}:{name}:from-cost"
+                company = pick(COMPANY_FORMS[ticker], key + ":company")
+                text = pick(DERIVED_TEMPLATES, key + ":template").format(
+                    co=company, cos=possessive(company), p=pick(wordings, key + ":wording"),
+                    yr=pick(YEAR_FORMS, key + ":year").format(y=year))
+                rows.append({"id": f"{ticker.lower()}-fy{year}-{name}-from-cost",
+                             "question": text[0].upper() + text[1:], "ticker": ticker, "fiscal_year": year,
+                             "metric": f"{name}_from_cost", "expected": expected,
+                             "operands": [revenue["concept"], cost["concept"]]})
         for metric, wording in CHANGE_METRICS.items():
             before, after = value.get((ticker, year - 1, metric)), value.get((ticker, year, metric))
             if not before or not after:

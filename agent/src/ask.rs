@@ -216,18 +216,21 @@ pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuest
         let known: Vec<&str> = companies.iter().map(|c| c.ticker.as_str()).collect();
         anyhow!("no known company is named in {text:?} (indexed tickers: {})", list_or_none(&known))
     })?;
-    let year =
-        question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"))?;
+    // An unknown metric is said before a missing year: a year would not make it answerable.
     let unknown_metric = || {
         let filed = Metric::all().iter().map(|m| m.name());
         let derived = DerivedMetric::all().iter().map(|m| m.name());
+        let no_year = if question.year().is_none() { "; it names no year either" } else { "" };
         anyhow!(
-            "finagent does not know which reported metric {text:?} asks about (known: {})",
+            "finagent does not know which reported metric {text:?} asks about (known: {}){no_year}",
             filed.chain(derived).collect::<Vec<_>>().join(", ")
         )
     };
+    let year =
+        || question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"));
     let asked = match question.asked.ok_or_else(unknown_metric)? {
         Asked::Filed(metric) if question.change => {
+            let year = year()?;
             let (from, to) = question.change_years().unwrap_or((year - 1, year));
             Resolved::Change(metric, from, to)
         }
@@ -238,6 +241,7 @@ pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuest
             DerivedMetric::all().iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
         ),
     };
+    let year = year()?;
     Ok(ResolvedQuestion { question, company, year, asked })
 }
 
@@ -457,20 +461,65 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
         metric,
         quarter: question.quarter,
     };
+    let derived_response = |derived: DerivedMetric, model: &mut ModelSource| -> Result<Response> {
+        let [a, b] = derived.operands();
+        let operands = answer_value_pair(index, [&value(a, *year), &value(b, *year)], model)?;
+        Ok(Response::Computed(Box::new(crate::compute::derived(question, company, derived, operands))))
+    };
+    // A metric the company does not file for the year, computed from ones it does, says so.
+    let unfiled_note = |metric: Metric| {
+        let when = match question.quarter {
+            Some(quarter) => format!("fiscal Q{quarter} {year}"),
+            None => format!("fiscal {year}"),
+        };
+        format!(
+            "{} files no {} for {when} ({}), so it is computed from {} and {}.",
+            company.ticker,
+            metric.label().to_lowercase(),
+            metric.concepts().join(", "),
+            Metric::Revenue.label().to_lowercase(),
+            Metric::CostOfRevenue.label().to_lowercase()
+        )
+    };
     match *asked {
         Resolved::Value(metric) => {
-            Ok(Response::Value(Box::new(answer_value(index, &value(metric, *year), model)?)))
+            let request = value(metric, *year);
+            if let Some(instead) = DerivedMetric::instead_of(metric) {
+                if !is_filed(index, &request)? {
+                    return Ok(with_note(derived_response(instead, model)?, unfiled_note(metric)));
+                }
+            }
+            Ok(Response::Value(Box::new(answer_value(index, &request, model)?)))
         }
         Resolved::Derived(derived) => {
-            let [a, b] = derived.operands();
-            let operands = answer_value_pair(index, [&value(a, *year), &value(b, *year)], model)?;
-            Ok(Response::Computed(Box::new(crate::compute::derived(question, company, derived, operands))))
+            for operand in derived.operands() {
+                if let Some(instead) = derived.instead_without(operand) {
+                    if !is_filed(index, &value(operand, *year))? {
+                        return Ok(with_note(derived_response(instead, model)?, unfiled_note(operand)));
+                    }
+                }
+            }
+            derived_response(derived, model)
         }
         Resolved::Change(metric, from, to) => {
             let operands = answer_value_pair(index, [&value(metric, from), &value(metric, to)], model)?;
             Ok(Response::Computed(Box::new(crate::compute::change(question, company, metric, operands))))
         }
     }
+}
+
+fn with_note(response: Response, note: String) -> Response {
+    match response {
+        Response::Computed(computed) => Response::Computed(Box::new(computed.with_note(note))),
+        other => other,
+    }
+}
+
+/// Whether the index holds any fact for `request` (its company, year or quarter, and metric).
+fn is_filed(index: &FactIndex, request: &ValueRequest) -> Result<bool> {
+    let ValueRequest { company, year, year_basis, metric, quarter, .. } = *request;
+    let fact_request = FactRequest { ticker: company.ticker.clone(), year, year_basis, metric, quarter };
+    Ok(!retrieve(index, &fact_request)?.is_empty())
 }
 
 fn quarter_gap_message(ticker: &str, year: i32, quarter: u8, gap: &QuarterGap) -> String {
@@ -518,6 +567,25 @@ pub fn group_thousands(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolve_names_the_part_that_makes_a_question_unanswerable() {
+        let mut companies = CompanyDirectory::default();
+        companies.add(Company { ticker: "AAPL".into(), cik: Some(320193), name: Some("Apple Inc.".into()) });
+        let error =
+            |text: &str| resolve(text, &companies).err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(error("What was XYZW's revenue in 2022?").contains("no known company"));
+        // Neither a metric nor a year: the metric is what is said, with the missing year.
+        let colour = error("What is Apple's favourite colour?");
+        assert!(
+            colour.contains("does not know which reported metric") && colour.contains("no year"),
+            "{colour}"
+        );
+        assert!(error("What was Apple's EBITDA?").contains("does not compute \"ebitda\""));
+        assert!(error("What was Apple's revenue?").starts_with("no year in"));
+        let resolved = resolve("How much did Apple lose in 2022?", &companies).expect("resolves");
+        assert_eq!((resolved.year, resolved.asked), (2022, Resolved::Value(Metric::NetIncome)));
+    }
 
     #[test]
     fn groups_thousands() {

@@ -38,6 +38,10 @@ pub struct Computed {
     pub agrees_with_facts: bool,
     /// The two operands, each with its own provenance.
     pub operands: Vec<Answer>,
+    /// Why the metric was computed another way: the company files no gross profit, so it is
+    /// revenue less cost of revenue. Also the start of `answer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Computed {
@@ -66,6 +70,7 @@ impl Computed {
             entity,
             agrees_with_facts: false,
             operands: Vec::new(),
+            note: None,
         }
     }
 }
@@ -119,7 +124,9 @@ pub fn derived(
                 None => computed.answer = format!("cannot compute {what}: {substituted} divides by zero."),
                 Some(result) => {
                     let (value, result_unit) = match metric.combine() {
-                        Combine::Ratio { percent: true } => (format!("{result:.2}"), "%".to_string()),
+                        Combine::Ratio { percent: true } | Combine::ShareLeft => {
+                            (format!("{result:.2}"), "%".to_string())
+                        }
                         Combine::Ratio { percent: false } => (format!("{result:.4}"), "ratio".to_string()),
                         Combine::Difference => (exact_difference(a_text, b_text, result), unit.to_string()),
                     };
@@ -145,6 +152,15 @@ pub fn derived(
     }
     computed.operands = operands.into();
     computed
+}
+
+impl Computed {
+    /// Says first why the value was computed rather than read: `note` leads the answer.
+    pub fn with_note(mut self, note: String) -> Self {
+        self.answer = format!("{note} {}", self.answer);
+        self.note = Some(note);
+        self
+    }
 }
 
 /// How `metric` changed from the first operand's year to the second's.

@@ -13,6 +13,8 @@ pub enum Combine {
     Ratio { percent: bool },
     /// `a - b`.
     Difference,
+    /// `(b - a) / b × 100`: the share of `b` left after `a` (a margin from a cost).
+    ShareLeft,
 }
 
 /// A metric analysts ask for that no concept holds: computed from two filed metrics.
@@ -27,6 +29,11 @@ pub enum DerivedMetric {
     ReturnOnEquity,
     ReturnOnAssets,
     FreeCashFlow,
+    /// Gross profit as revenue less cost of revenue, for a company that files no gross profit
+    /// (Amazon, most service companies); never named by a question, only stood in.
+    GrossProfitFromCost,
+    /// Gross margin from revenue and cost of revenue, for a company that files no gross profit.
+    GrossMarginFromCost,
 }
 
 struct Spec {
@@ -111,6 +118,20 @@ fn spec(metric: DerivedMetric) -> &'static Spec {
             combine: Combine::Difference,
             phrases: &["free cash flow", "fcf"],
         },
+        GrossProfitFromCost => &Spec {
+            name: "gross_profit",
+            label: "Gross profit",
+            operands: [M::Revenue, M::CostOfRevenue],
+            combine: Combine::Difference,
+            phrases: &[],
+        },
+        GrossMarginFromCost => &Spec {
+            name: "gross_margin",
+            label: "Gross margin",
+            operands: [M::CostOfRevenue, M::Revenue],
+            combine: Combine::ShareLeft,
+            phrases: &[],
+        },
     }
 }
 
@@ -157,6 +178,24 @@ impl DerivedMetric {
     pub fn compute(self, a: f64, b: f64) -> Option<f64> {
         self.combine().apply(a, b)
     }
+
+    /// What computes this metric when `missing` is not filed for the year: gross margin from
+    /// revenue and cost of revenue when there is no gross profit.
+    pub fn instead_without(self, missing: Metric) -> Option<DerivedMetric> {
+        match (self, missing) {
+            (DerivedMetric::GrossMargin, Metric::GrossProfit) => Some(DerivedMetric::GrossMarginFromCost),
+            _ => None,
+        }
+    }
+
+    /// What computes the filed `metric` for a company that does not file it: gross profit as
+    /// revenue less cost of revenue.
+    pub fn instead_of(metric: Metric) -> Option<DerivedMetric> {
+        match metric {
+            Metric::GrossProfit => Some(DerivedMetric::GrossProfitFromCost),
+            _ => None,
+        }
+    }
 }
 
 impl Combine {
@@ -166,6 +205,7 @@ impl Combine {
             Combine::Ratio { percent: true } => format!("{a} / {b} × 100"),
             Combine::Ratio { percent: false } => format!("{a} / {b}"),
             Combine::Difference => format!("{a} - {b}"),
+            Combine::ShareLeft => format!("({b} - {a}) / {b} × 100"),
         }
     }
 
@@ -173,6 +213,7 @@ impl Combine {
         match self {
             Combine::Ratio { percent } => (b != 0.0).then(|| if percent { 100.0 * a / b } else { a / b }),
             Combine::Difference => Some(a - b),
+            Combine::ShareLeft => (b != 0.0).then(|| 100.0 * (b - a) / b),
         }
     }
 }
@@ -230,6 +271,23 @@ mod tests {
         assert!((value - 43.309_630_561).abs() < 1e-6, "{value}");
         assert_eq!(DerivedMetric::CurrentRatio.compute(1.0, 0.0), None);
         assert_eq!(DerivedMetric::FreeCashFlow.compute(10.0, 4.0), Some(6.0));
+    }
+
+    #[test]
+    fn gross_profit_and_margin_stand_in_from_cost_of_revenue() {
+        // Amazon FY2022: net sales 513,983 and cost of sales 288,831 (USD millions), no GrossProfit.
+        let profit = DerivedMetric::instead_of(Metric::GrossProfit).unwrap();
+        assert_eq!(profit.formula(), "Revenue - Cost of revenue");
+        assert_eq!(profit.compute(513_983.0, 288_831.0), Some(225_152.0));
+        let margin = DerivedMetric::GrossMargin.instead_without(Metric::GrossProfit).unwrap();
+        assert_eq!(margin.formula(), "(Revenue - Cost of revenue) / Revenue × 100");
+        let value = margin.compute(288_831.0, 513_983.0).unwrap();
+        assert!((value - 43.805_340).abs() < 1e-5, "{value}");
+        assert_eq!(margin.compute(1.0, 0.0), None);
+        assert_eq!(DerivedMetric::instead_of(Metric::Revenue), None);
+        assert_eq!(DerivedMetric::NetMargin.instead_without(Metric::GrossProfit), None);
+        // Stand-ins are never what a question names, nor listed as metrics of their own.
+        assert!(!DerivedMetric::all().contains(&profit) && !DerivedMetric::all().contains(&margin));
     }
 
     #[test]

@@ -181,6 +181,8 @@ mod tests {
             ("income before income taxes", Some(Metric::PretaxIncome)),
             ("long-term debt", Some(Metric::LongTermDebt)),
             ("stock-based compensation", Some(Metric::ShareBasedCompensation)),
+            ("How much did Boeing lose in 2023?", Some(Metric::NetIncome)),
+            ("How much money did Boeing lose in fiscal 2023?", Some(Metric::NetIncome)),
             ("free cash flow", None),
             ("What is the weather today?", None),
             ("", None),

@@ -184,6 +184,8 @@ pub(crate) fn spec(metric: Metric) -> &'static Spec {
                 "net earnings",
                 "net profit",
                 "net loss",
+                "lose",
+                "lost",
                 "profit",
                 "earnings",
                 "income",

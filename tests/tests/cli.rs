@@ -145,6 +145,26 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     assert_eq!(answer["operands"][0]["fiscal_year"], 2021);
     assert_eq!(answer["operands"][1]["fiscal_year"], 2022);
 
+    // Amazon files no GrossProfit: its gross margin and gross profit come from revenue and cost
+    // of revenue (513,983 M and 288,831 M in FY2022), and the answer says so first.
+    let output = finagent(home.path(), &["ask", "--json", "What was Amazon's gross margin in 2022?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["formula"], "(Revenue - Cost of revenue) / Revenue × 100", "{answer}");
+    assert_eq!(answer["substituted"], "(513983000000 - 288831000000) / 513983000000 × 100", "{answer}");
+    assert_eq!(answer["value"], "43.81", "{answer}");
+    assert!(answer["answer"].as_str().unwrap().starts_with("AMZN files no gross profit"), "{answer}");
+    assert!(answer["note"].as_str().unwrap().contains("us-gaap:GrossProfit"), "{answer}");
+    let output = finagent(home.path(), &["ask", "--json", "What was Amazon's gross profit in 2022?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        (&answer["metric"], &answer["value"]),
+        (&"gross_profit".into(), &"225152000000".into()),
+        "{answer}"
+    );
+    assert_eq!(answer["operands"][1]["concept"], "us-gaap:CostOfGoodsAndServicesSold", "{answer}");
+
     // A derived metric finagent does not compute is said plainly, not guessed.
     let output = finagent(home.path(), &["ask", "What was Apple's EBITDA in 2022?"], &env);
     assert!(!output.status.success());

@@ -754,7 +754,7 @@ mod tests {
         )
         .expect("write");
         let data = DataDir::new(dir.path());
-        let tagging = Tagging::load(&data, None, &[filings.clone()]).expect("tag sets");
+        let tagging = Tagging::load(&data, None, std::slice::from_ref(&filings)).expect("tag sets");
         assert_eq!(tagging.filings, [(filings.join("x-20231231.htm"), 1)]);
         let health = serde_json::to_value(Tagging::health(&Ok(tagging))).expect("json");
         assert_eq!(health["learned_from_filings"][0]["examples_learned"], 1, "{health}");

@@ -246,7 +246,7 @@ mod tests {
         std::fs::write(dir.path().join("AAPL/readme.txt"), "Sales were $ 5 million .").expect("write");
 
         let found = inline_filings(&[dir.path().to_path_buf()]).expect("folder read");
-        assert_eq!(found, [filing.clone()]);
+        assert_eq!(found, std::slice::from_ref(&filing));
         // Only the us-gaap tag is an example: the extension and the untagged $7 million are not.
         let examples = filing_examples(&filing).expect("examples");
         let tags: Vec<(&str, &str)> =
