@@ -209,8 +209,29 @@ pub enum Resolved {
     Change(Metric, i32, i32),
 }
 
-/// Resolves the parts of a question, or says plainly which part is missing.
-pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuestion> {
+/// The latest fiscal year the company's annual reports in the index cover, for a question
+/// that asks for the latest ("latest", "most recent"); `None` when none is indexed.
+pub type LatestYear<'a> = dyn Fn(&Company) -> Result<Option<i32>> + 'a;
+
+/// The latest `dei:DocumentFiscalYearFocus` of `ticker`'s indexed 10-Ks (and companyfacts'
+/// annual accessions).
+pub fn latest_fiscal_year(index: &FactIndex, ticker: &str) -> Result<Option<i32>> {
+    let filings = index.filings()?;
+    Ok(filings
+        .iter()
+        .filter(|filing| filing.ticker.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ticker)))
+        .filter(|filing| filing.form.as_deref().is_some_and(|form| form.starts_with("10-K")))
+        .filter_map(|filing| filing.fiscal_year)
+        .max())
+}
+
+/// Resolves the parts of a question, or says plainly which part is missing; a question that
+/// asks for the latest year and names none is about `latest_year`'s.
+pub fn resolve(
+    text: &str,
+    companies: &CompanyDirectory,
+    latest_year: &LatestYear,
+) -> Result<ResolvedQuestion> {
     let question = Question::parse(text, companies);
     let company = question.company.clone().ok_or_else(|| {
         let known: Vec<&str> = companies.iter().map(|c| c.ticker.as_str()).collect();
@@ -226,8 +247,16 @@ pub fn resolve(text: &str, companies: &CompanyDirectory) -> Result<ResolvedQuest
             filed.chain(derived).collect::<Vec<_>>().join(", ")
         )
     };
-    let year =
-        || question.year().ok_or_else(|| anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022"));
+    let year = || match question.year() {
+        Some(year) => Ok(year),
+        None if question.latest => latest_year(&company)?.ok_or_else(|| {
+            anyhow!(
+                "no annual report of {} is indexed, so {text:?} has no latest year to answer",
+                company.ticker
+            )
+        }),
+        None => Err(anyhow!("no year in {text:?}; ask about a fiscal year, e.g. 2022, or the latest")),
+    };
     let asked = match question.asked.ok_or_else(unknown_metric)? {
         Asked::Filed(metric) if question.change => {
             let year = year()?;
@@ -572,8 +601,10 @@ mod tests {
     fn resolve_names_the_part_that_makes_a_question_unanswerable() {
         let mut companies = CompanyDirectory::default();
         companies.add(Company { ticker: "AAPL".into(), cik: Some(320193), name: Some("Apple Inc.".into()) });
-        let error =
-            |text: &str| resolve(text, &companies).err().map(|error| error.to_string()).unwrap_or_default();
+        let latest = |company: &Company| Ok((company.ticker == "AAPL").then_some(2023));
+        let error = |text: &str| {
+            resolve(text, &companies, &latest).err().map(|error| error.to_string()).unwrap_or_default()
+        };
         assert!(error("What was XYZW's revenue in 2022?").contains("no known company"));
         // Neither a metric nor a year: the metric is what is said, with the missing year.
         let colour = error("What is Apple's favourite colour?");
@@ -583,8 +614,17 @@ mod tests {
         );
         assert!(error("What was Apple's EBITDA?").contains("does not compute \"ebitda\""));
         assert!(error("What was Apple's revenue?").starts_with("no year in"));
-        let resolved = resolve("How much did Apple lose in 2022?", &companies).expect("resolves");
+        let resolved = resolve("How much did Apple lose in 2022?", &companies, &latest).expect("resolves");
         assert_eq!((resolved.year, resolved.asked), (2022, Resolved::Value(Metric::NetIncome)));
+        // "Latest" without a year is the latest annual report indexed; a year named still wins.
+        let resolved = resolve("What was Apple's latest revenue?", &companies, &latest).expect("resolves");
+        assert_eq!((resolved.year, resolved.asked), (2023, Resolved::Value(Metric::Revenue)));
+        let resolved =
+            resolve("Apple's most recent revenue, in 2021", &companies, &latest).expect("resolves");
+        assert_eq!(resolved.year, 2021);
+        let none = |_: &Company| Ok(None);
+        let error = resolve("What was Apple's latest revenue?", &companies, &none).err().expect("no filings");
+        assert!(error.to_string().contains("no annual report of AAPL is indexed"), "{error:#}");
     }
 
     #[test]

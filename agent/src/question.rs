@@ -28,6 +28,8 @@ pub struct Question {
     pub asked: Option<Asked>,
     /// Asks how a metric changed ("grow", "change", "from 2021 to 2022").
     pub change: bool,
+    /// Asks for the latest year reported ("latest", "most recent"), when it names no year.
+    pub latest: bool,
 }
 
 impl Question {
@@ -41,6 +43,7 @@ impl Question {
             quarter: find_quarter(text),
             asked: Asked::from_question(text),
             change: asks_for_change(text),
+            latest: asks_for_latest(text),
         }
     }
 
@@ -87,6 +90,15 @@ fn asks_for_change(text: &str) -> bool {
     tokens.iter().any(|token| CHANGE_WORDS.contains(&token.as_str()))
         || (distinct_years
             && tokens.iter().any(|t| t == "from" || t == "between" || t == "versus" || t == "vs"))
+}
+
+/// "latest", "newest", "most recent", "last reported": the latest fiscal year on file.
+fn asks_for_latest(text: &str) -> bool {
+    let tokens = words(text);
+    tokens.iter().any(|token| token == "latest" || token == "newest")
+        || tokens.windows(2).any(|pair| {
+            (pair[0] == "most" && pair[1] == "recent") || (pair[0] == "last" && pair[1] == "reported")
+        })
 }
 
 /// Words split on anything that is not a letter, digit or `&`, lowercased.
@@ -168,6 +180,15 @@ mod tests {
         assert!(asks_for_change("How did AAPL's total assets change in 2023?"));
         assert!(!asks_for_change("What was AAPL's 2022 revenue?"));
         assert!(!asks_for_change("What were Boeing's revenues in fiscal 2023 and fiscal years before?"));
+    }
+
+    #[test]
+    fn latest_questions() {
+        assert!(asks_for_latest("What was Apple's latest revenue?"));
+        assert!(asks_for_latest("Apple revenue in the most recent fiscal year"));
+        assert!(asks_for_latest("NVDA's last reported net income"));
+        assert!(!asks_for_latest("What was Apple's revenue last year?"));
+        assert!(!asks_for_latest("the most revenue"));
     }
 
     #[test]

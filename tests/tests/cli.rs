@@ -165,6 +165,29 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     );
     assert_eq!(answer["operands"][1]["concept"], "us-gaap:CostOfGoodsAndServicesSold", "{answer}");
 
+    // "Latest" is the latest fiscal year of the company's indexed annual reports: for AAPL, the
+    // latest 10-K fiscal year in SEC companyfacts, read here straight from the JSON.
+    let companyfacts: Value = serde_json::from_str(
+        &std::fs::read_to_string(mirror.join("companyfacts/CIK0000320193.json")).expect("AAPL companyfacts"),
+    )
+    .expect("JSON");
+    let latest_annual = companyfacts["facts"]
+        .as_object()
+        .expect("facts")
+        .values()
+        .flat_map(|concepts| concepts.as_object().expect("concepts").values())
+        .flat_map(|concept| concept["units"].as_object().expect("units").values())
+        .flat_map(|facts| facts.as_array().expect("facts").iter())
+        .filter(|fact| fact["form"].as_str().is_some_and(|form| form.starts_with("10-K")))
+        .filter_map(|fact| fact["fy"].as_i64())
+        .max()
+        .expect("an annual report");
+    let output = finagent(home.path(), &["ask", "--json", "What was Apple's latest revenue?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["fiscal_year"], latest_annual, "{answer}");
+    assert_eq!(answer["agrees_with_facts"], true, "{answer}");
+
     // A derived metric finagent does not compute is said plainly, not guessed.
     let output = finagent(home.path(), &["ask", "What was Apple's EBITDA in 2022?"], &env);
     assert!(!output.status.success());

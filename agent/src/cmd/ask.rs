@@ -8,7 +8,7 @@ use anyhow::{anyhow, Result};
 
 use agent::acquire::{acquire, source_companies, FilingSource};
 use agent::adapter::BUNDLED_BITS;
-use agent::ask::{resolve, respond, AdapterChoice, Answer, LanguageModel, Response};
+use agent::ask::{latest_fiscal_year, resolve, respond, AdapterChoice, Answer, LanguageModel, Response};
 use agent::companies::{Company, CompanyDirectory};
 use agent::compute::Computed;
 use agent::config::{Paths, MIRROR_ENV, USER_AGENT_ENV};
@@ -105,7 +105,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     }
     let question = args.question.as_deref().unwrap_or_default();
     let (index, companies) = ensure_company_indexed(&paths, question)?;
-    let resolved = resolve(question, &companies)?;
+    let resolved = resolve(question, &companies, &|company| latest_fiscal_year(&index, &company.ticker))?;
     let response = respond(&index, &resolved, &mut model)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&response)?);

@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{anyhow, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use agent::ask::{resolve, respond, AdapterChoice, ModelSource};
+use agent::ask::{latest_fiscal_year, resolve, respond, AdapterChoice, ModelSource};
+use agent::companies::Company;
 use agent::config::Paths;
 use trainer::quantize::{BaseBits, Int8Matmul};
 
@@ -65,8 +66,10 @@ pub fn run(
     let mut counts = [0usize; 4];
     for (number, row) in rows.iter().enumerate() {
         let started = Instant::now();
-        let result = ensure_company_indexed(paths, &row.question)
-            .and_then(|(index, companies)| respond(&index, &resolve(&row.question, &companies)?, model));
+        let result = ensure_company_indexed(paths, &row.question).and_then(|(index, companies)| {
+            let latest = |company: &Company| latest_fiscal_year(&index, &company.ticker);
+            respond(&index, &resolve(&row.question, &companies, &latest)?, model)
+        });
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
         latencies.push(latency_ms);
         let (value, answer) = match result {

@@ -27,8 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use agent::ask::{resolve, respond, AdapterChoice, LanguageModel};
-use agent::companies::CompanyDirectory;
+use agent::ask::{latest_fiscal_year, resolve, respond, AdapterChoice, LanguageModel};
+use agent::companies::{Company, CompanyDirectory};
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
 use agent::tag::candidates::TagSet;
@@ -591,7 +591,9 @@ fn tag_text(server: &Server, request: &TagRequest) -> Result<String, ApiError> {
 
 /// The JSON `finagent ask --json` prints for `question`, byte for byte.
 fn answer(server: &Server, question: &str) -> Result<String, ApiError> {
-    let resolved = resolve(question, &server.companies).map_err(|error| ApiError::unanswerable(&error))?;
+    let latest = |company: &Company| latest_fiscal_year(&server.index, &company.ticker);
+    let resolved =
+        resolve(question, &server.companies, &latest).map_err(|error| ApiError::unanswerable(&error))?;
     let mut model = || -> Result<Arc<LanguageModel>> { Ok(Arc::clone(&server.model)) };
     let response = respond(&server.index, &resolved, &mut model).map_err(|error| {
         if is_about_the_question(&error) {
