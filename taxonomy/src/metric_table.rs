@@ -260,6 +260,8 @@ pub(crate) fn spec(metric: Metric) -> &'static Spec {
                 "shares outstanding",
                 "outstanding shares",
                 "share count",
+                "how many shares",
+                "number of shares",
                 "common shares outstanding",
                 "common stock outstanding",
             ],
