@@ -232,7 +232,36 @@ pub fn resolve(
     companies: &CompanyDirectory,
     latest_year: &LatestYear,
 ) -> Result<ResolvedQuestion> {
+    resolve_parsed(Question::parse(text, companies), companies, latest_year)
+}
+
+/// Resolves a question once for each company it names ("Compare Apple and NVIDIA revenue in
+/// 2023": AAPL's, then NVDA's), each with its own fiscal year; one company gives one.
+pub fn resolve_each(
+    text: &str,
+    companies: &CompanyDirectory,
+    latest_year: &LatestYear,
+) -> Result<Vec<ResolvedQuestion>> {
+    let named = companies.resolve_all(text);
+    if named.len() <= 1 {
+        return Ok(vec![resolve(text, companies, latest_year)?]);
+    }
     let question = Question::parse(text, companies);
+    named
+        .into_iter()
+        .map(|company| {
+            resolve_parsed(Question { company: Some(company), ..question.clone() }, companies, latest_year)
+        })
+        .collect()
+}
+
+fn resolve_parsed(
+    question: Question,
+    companies: &CompanyDirectory,
+    latest_year: &LatestYear,
+) -> Result<ResolvedQuestion> {
+    let text = question.text.clone();
+    let text = text.as_str();
     let company = question.company.clone().ok_or_else(|| {
         let known: Vec<&str> = companies.iter().map(|c| c.ticker.as_str()).collect();
         anyhow!("no known company is named in {text:?} (indexed tickers: {})", list_or_none(&known))
@@ -477,6 +506,32 @@ impl Response {
             Response::Computed(computed) => computed.value.as_deref(),
         }
     }
+}
+
+/// One company's part of a comparison: its answer, or why it has none.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Answered(Response),
+    Refused { ticker: String, error: String },
+}
+
+/// Answers each resolved question in turn (a comparison's companies); one that cannot be
+/// answered is a `Refused` naming the company and the reason, and the others are still answered.
+pub fn respond_each(
+    index: &FactIndex,
+    resolved: &[ResolvedQuestion],
+    model: &mut ModelSource,
+) -> Vec<Outcome> {
+    resolved
+        .iter()
+        .map(|question| match respond(index, question, model) {
+            Ok(response) => Outcome::Answered(response),
+            Err(error) => {
+                Outcome::Refused { ticker: question.company.ticker.clone(), error: format!("{error:#}") }
+            }
+        })
+        .collect()
 }
 
 /// Answers a resolved question of any kind.

@@ -79,12 +79,9 @@ impl CompanyDirectory {
     /// The company a question names: an upper-case ticker token first (`AAPL`, `AAPL's`), else the
     /// company whose distinctive name words appear in the question in order ("Apple", "Coca-Cola").
     pub fn resolve(&self, question: &str) -> Option<Company> {
-        for token in question.split(|c: char| !c.is_ascii_alphanumeric() && c != '.') {
-            let token = token.trim_end_matches('.');
-            if !token.is_empty() && token.chars().all(|c| c.is_ascii_uppercase()) {
-                if let Some(company) = self.by_ticker(token) {
-                    return Some(company.clone());
-                }
+        for token in ticker_tokens(question) {
+            if let Some(company) = self.by_ticker(token) {
+                return Some(company.clone());
             }
         }
         let question_words = words(question);
@@ -99,6 +96,71 @@ impl CompanyDirectory {
         }
         best.map(|(_, company)| company.clone())
     }
+}
+
+/// Words that make a question about more than one company ("Compare Apple and NVIDIA revenue").
+const COMPARISON_WORDS: &[&str] = &["and", "vs", "versus", "compare", "compared", "comparison", "against"];
+
+/// Whether a question reads as being about more than one company ("and", "vs", "compare").
+pub fn reads_as_comparison(question: &str) -> bool {
+    words(question).iter().any(|word| COMPARISON_WORDS.contains(&word.as_str()))
+}
+
+impl CompanyDirectory {
+    /// Every company a question names, in the order named: the one [`Self::resolve`] finds and,
+    /// when the question reads as a comparison ("and", "vs", "compare"), every other company
+    /// named by its upper-case ticker, by all the distinctive words of its name, or by the first
+    /// of them capitalized as a name ("Goldman"). Without a
+    /// comparison word only the one company is returned, so a stray word that is also a
+    /// company's name ("revenue target") never adds a company.
+    pub fn resolve_all(&self, question: &str) -> Vec<Company> {
+        let Some(first) = self.resolve(question) else { return Vec::new() };
+        if !reads_as_comparison(question) {
+            return vec![first];
+        }
+        let question_words = words(question);
+        let lowered = question.to_lowercase();
+        let mut named: Vec<(usize, Company)> = Vec::new();
+        for token in ticker_tokens(question) {
+            if let Some(company) = self.by_ticker(token) {
+                let position = question.find(token).unwrap_or(usize::MAX);
+                named.push((position, company.clone()));
+            }
+        }
+        for company in &self.companies {
+            let Some(name) = &company.name else { continue };
+            let name_words = distinctive_words(name);
+            let matched = matched_prefix_len(&question_words, &name_words);
+            let capitalized = |word: &str| {
+                question.split(|c: char| !c.is_alphanumeric()).any(|token| {
+                    token.to_lowercase() == word && token.chars().next().is_some_and(char::is_uppercase)
+                })
+            };
+            if matched > 0 && (matched == name_words.len() || capitalized(&name_words[0])) {
+                let position = lowered.find(name_words[0].as_str()).unwrap_or(usize::MAX);
+                named.push((position, company.clone()));
+            }
+        }
+        if !named.iter().any(|(_, company)| company.ticker == first.ticker) {
+            named.push((0, first));
+        }
+        named.sort_by_key(|(position, _)| *position);
+        let mut companies: Vec<Company> = Vec::new();
+        for (_, company) in named {
+            if !companies.iter().any(|known| known.ticker == company.ticker) {
+                companies.push(company);
+            }
+        }
+        companies
+    }
+}
+
+/// The all-upper-case tokens of a question that could be tickers (`AAPL`, `AAPL's` -> `AAPL`).
+fn ticker_tokens(question: &str) -> impl Iterator<Item = &str> {
+    question
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+        .map(|token| token.trim_end_matches('.'))
+        .filter(|token| !token.is_empty() && token.chars().all(|c| c.is_ascii_uppercase()))
 }
 
 /// The words of a registrant name without legal suffixes: "AMAZON COM INC" -> ["amazon"].
@@ -146,6 +208,23 @@ mod tests {
         assert_eq!(ticker("What was XYZW's revenue?"), None);
         // "BA" inside another word or lower-case "ba" is not Boeing.
         assert_eq!(ticker("the bank balance"), None);
+    }
+
+    #[test]
+    fn comparisons_name_every_company_in_order() {
+        let directory = directory();
+        let tickers = |q: &str| directory.resolve_all(q).into_iter().map(|c| c.ticker).collect::<Vec<_>>();
+        assert_eq!(tickers("Compare Apple and NVIDIA revenue in 2023"), ["AAPL", "NVDA"]);
+        assert_eq!(tickers("NVDA vs AAPL net income 2022"), ["NVDA", "AAPL"]);
+        assert_eq!(tickers("Revenue of Boeing, Coca-Cola and Amazon in 2022"), ["BA", "KO", "AMZN"]);
+        // One company, or other names without a comparison word: the one company.
+        assert_eq!(tickers("What was Apple's revenue in 2022?"), ["AAPL"]);
+        assert_eq!(tickers("Apple revenue from the Amazon store in 2022"), ["AAPL"]);
+        // Goldman by its first word, capitalized as a name; in lower case it is not a company.
+        assert_eq!(tickers("Goldman and Apple revenue 2023"), ["GS", "AAPL"]);
+        assert_eq!(tickers("Apple and Goldman revenue 2023"), ["AAPL", "GS"]);
+        assert_eq!(tickers("Apple's revenue and goldman 2023"), ["AAPL"]);
+        assert!(tickers("What was XYZW's revenue?").is_empty());
     }
 
     #[test]

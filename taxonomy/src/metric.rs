@@ -182,7 +182,10 @@ mod tests {
             ("long-term debt", Some(Metric::LongTermDebt)),
             ("stock-based compensation", Some(Metric::ShareBasedCompensation)),
             ("How much did Boeing lose in 2023?", Some(Metric::NetIncome)),
-            ("How many shares did Apple have outstanding at the end of 2022?", Some(Metric::SharesOutstanding)),
+            (
+                "How many shares did Apple have outstanding at the end of 2022?",
+                Some(Metric::SharesOutstanding),
+            ),
             ("How many diluted shares did Apple have in 2022?", Some(Metric::WeightedAverageSharesDiluted)),
             ("How much money did Boeing lose in fiscal 2023?", Some(Metric::NetIncome)),
             ("free cash flow", None),

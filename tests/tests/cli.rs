@@ -188,6 +188,26 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     assert_eq!(answer["fiscal_year"], latest_annual, "{answer}");
     assert_eq!(answer["agrees_with_facts"], true, "{answer}");
 
+    // A comparison answers each company named, in order; a year neither filed is refused for
+    // each, naming the company, with a non-zero exit.
+    let output = finagent(home.path(), &["ask", "--json", "Compare Apple and NVIDIA revenue in 2023"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answers: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let tickers: Vec<&str> =
+        answers.as_array().unwrap().iter().map(|a| a["ticker"].as_str().unwrap()).collect();
+    assert_eq!(tickers, ["AAPL", "NVDA"], "{answers}");
+    // AAPL FY2023 (its 10-K) and NVDA FY2023 (ended 2023-01-29).
+    assert_eq!(answers[0]["value"], "383285000000", "{answers}");
+    assert_eq!(answers[1]["value"], "26974000000", "{answers}");
+    let output = finagent(home.path(), &["ask", "Compare Apple and NVIDIA revenue in 2031"], &env);
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("AAPL: no answer") && stdout(&output).contains("NVDA: no answer"));
+    assert!(
+        stderr(&output).contains("no answer for 2 of the 2 companies named (AAPL, NVDA)"),
+        "{}",
+        stderr(&output)
+    );
+
     // A derived metric finagent does not compute is said plainly, not guessed.
     let output = finagent(home.path(), &["ask", "What was Apple's EBITDA in 2022?"], &env);
     assert!(!output.status.success());

@@ -171,7 +171,8 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     let (Some(shared), Some(model)) = (shared(), model()) else { return };
     let home = tempfile::tempdir().unwrap();
     let aapl = shared.join("xbrl/filings/AAPL/2022");
-    let indexed = finagent(home.path(), &["index", aapl.to_str().unwrap()], &[]);
+    let nvda = shared.join("xbrl/filings/NVDA/2023");
+    let indexed = finagent(home.path(), &["index", aapl.to_str().unwrap(), nvda.to_str().unwrap()], &[]);
     assert!(indexed.status.success(), "index failed: {}", stderr(&indexed));
 
     let tag_set: Vec<String> = std::fs::read_to_string(shared.join("data/finer/tag_set.txt"))
@@ -189,7 +190,7 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     let health = health.json();
     assert_eq!(health["status"], "ok");
     assert!(health["facts_indexed"].as_u64().unwrap() > 1000, "{health}");
-    assert_eq!(health["companies"], serde_json::json!(["AAPL"]), "{health}");
+    assert_eq!(health["companies"], serde_json::json!(["AAPL", "NVDA"]), "{health}");
     assert!(health["adapter"].as_str().unwrap().starts_with("bundled"), "{health}");
     let tagging = &health["tagging"];
     assert_eq!(tagging["available"], true, "{health}");
@@ -307,6 +308,33 @@ fn serve_answers_concurrent_asks_and_maps_errors_to_statuses() {
     let no_fact = http(&server.addr, "POST", "/ask", &ask_body("What was AAPL's 2031 revenue?"), None);
     assert_eq!(no_fact.status, 422, "{}", no_fact.body);
     assert!(no_fact.json()["error"].as_str().unwrap().contains("2031"), "{}", no_fact.body);
+
+    // A comparison: one element per company named, in order, as `finagent ask --json` prints it;
+    // NVDA's fiscal 2022 revenue (26,914 M) is a comparative column of its FY2023 10-K.
+    let comparison = "Compare AAPL and NVDA revenue in 2022";
+    let compared = http(&server.addr, "POST", "/ask", &ask_body(comparison), None);
+    assert_eq!(compared.status, 200, "{}\n{}", compared.body, server.log());
+    let outcomes = compared.json();
+    let outcomes = outcomes.as_array().expect("one element per company");
+    assert_eq!(outcomes.len(), 2, "{}", compared.body);
+    for (outcome, (ticker, revenue)) in
+        outcomes.iter().zip([("AAPL", AAPL_2022_REVENUE), ("NVDA", "26914000000")])
+    {
+        assert_eq!(outcome["ticker"], ticker, "{outcome}");
+        let retrieved: Vec<&Value> =
+            outcome["retrieved"].as_array().unwrap().iter().map(|f| &f["value"]).collect();
+        assert!(retrieved.contains(&&Value::from(revenue)), "{outcome}");
+    }
+    let cli = finagent(home.path(), &["ask", "--json", comparison], &[("FINAGENT_MODEL", &model)]);
+    assert!(cli.status.success(), "ask failed: {}", stderr(&cli));
+    assert_eq!(compared.body, stdout(&cli));
+    // A year neither filed: a refusal per company, naming it and the year.
+    let refused = http(&server.addr, "POST", "/ask", &ask_body("AAPL vs NVDA revenue in 2031"), None);
+    assert_eq!(refused.status, 200, "{}", refused.body);
+    for (outcome, ticker) in refused.json().as_array().expect("elements").iter().zip(["AAPL", "NVDA"]) {
+        assert_eq!(outcome["ticker"], ticker, "{outcome}");
+        assert!(outcome["error"].as_str().unwrap().contains("2031"), "{outcome}");
+    }
 
     let unknown_path = http(&server.addr, "POST", "/nope", &ask_body(REVENUE_QUESTION), None);
     assert_eq!(unknown_path.status, 404, "{}", unknown_path.body);

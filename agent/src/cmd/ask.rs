@@ -4,12 +4,15 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use agent::acquire::{acquire, source_companies, FilingSource};
 use agent::adapter::BUNDLED_BITS;
-use agent::ask::{latest_fiscal_year, resolve, respond, AdapterChoice, Answer, LanguageModel, Response};
-use agent::companies::{Company, CompanyDirectory};
+use agent::ask::{
+    latest_fiscal_year, resolve_each, respond, respond_each, AdapterChoice, Answer, LanguageModel, Outcome,
+    Response,
+};
+use agent::companies::{reads_as_comparison, Company, CompanyDirectory};
 use agent::compute::Computed;
 use agent::config::{Paths, MIRROR_ENV, USER_AGENT_ENV};
 use agent::indexing::{discover, index_sources};
@@ -105,44 +108,96 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     }
     let question = args.question.as_deref().unwrap_or_default();
     let (index, companies) = ensure_company_indexed(&paths, question)?;
-    let resolved = resolve(question, &companies, &|company| latest_fiscal_year(&index, &company.ticker))?;
-    let response = respond(&index, &resolved, &mut model)?;
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        match &response {
-            Response::Value(answer) => print_answer(answer),
-            Response::Computed(computed) => print_computed(computed),
+    let latest = |company: &Company| latest_fiscal_year(&index, &company.ticker);
+    let mut resolved = resolve_each(question, &companies, &latest)?;
+    if resolved.len() == 1 {
+        let response = respond(&index, &resolved.remove(0), &mut model)?;
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&response)?);
+        } else {
+            print_response(&response);
         }
+        return Ok(());
+    }
+    // A comparison: each company answered on its own, in the order the question names them.
+    let outcomes = respond_each(&index, &resolved, &mut model);
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&outcomes)?);
+    } else {
+        for (idx, outcome) in outcomes.iter().enumerate() {
+            if idx > 0 {
+                outln!();
+            }
+            match outcome {
+                Outcome::Answered(response) => print_response(response),
+                Outcome::Refused { ticker, error } => outln!("{ticker}: no answer: {error}"),
+            }
+        }
+    }
+    let refused: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Refused { ticker, .. } => Some(ticker.as_str()),
+            Outcome::Answered(_) => None,
+        })
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "no answer for {} of the {} companies named ({})",
+            refused.len(),
+            outcomes.len(),
+            refused.join(", ")
+        );
     }
     Ok(())
 }
 
+fn print_response(response: &Response) {
+    match response {
+        Response::Value(answer) => print_answer(answer),
+        Response::Computed(computed) => print_computed(computed),
+    }
+}
+
 /// Opens the index, and when the question names a company the index lacks, fetches that
-/// company's filings (EDGAR or the mirror) and indexes them first.
+/// company's filings (EDGAR or the mirror) and indexes them first; a comparison ("Apple and
+/// NVIDIA") gets every company it names indexed.
 pub fn ensure_company_indexed(paths: &Paths, question: &str) -> Result<(FactIndex, CompanyDirectory)> {
-    if paths.index.join("meta.json").is_file() {
+    let source = FilingSource::from_environment(paths);
+    let indexed = if paths.index.join("meta.json").is_file() {
         let index = FactIndex::open(&paths.index)?;
         let companies = indexed_companies(&index)?;
-        if Question::parse(question, &companies).company.is_some() {
+        // A comparison may name a company the index lacks, which only the source's list knows.
+        if Question::parse(question, &companies).company.is_some()
+            && (source.is_none() || !reads_as_comparison(question))
+        {
             return Ok((index, companies));
         }
-    }
-    let source = FilingSource::from_environment(paths).ok_or_else(|| {
+        Some(companies)
+    } else {
+        None
+    };
+    let source = source.ok_or_else(|| {
         anyhow!(
             "the question names no indexed company, and there is nowhere to get filings from: set {USER_AGENT_ENV} \
              to use EDGAR, or {MIRROR_ENV} to a local mirror, or run `finagent index` first"
         )
     })?;
     let available = source_companies(&source, paths)?;
-    let parsed = Question::parse(question, &available);
-    let company: Company = parsed.company.ok_or_else(|| {
-        anyhow!("no company named in {question:?} is indexed or available from {}", describe(&source))
-    })?;
-    let to_index = acquire(&source, paths, &company, &parsed.years)?;
-    eprintln!("indexing {} filings for {} ...", describe(&source), company.ticker);
+    let named = available.resolve_all(question);
+    if named.is_empty() {
+        bail!("no company named in {question:?} is indexed or available from {}", describe(&source));
+    }
+    let years = Question::parse(question, &available).years;
     let mut index = FactIndex::create_or_open(&paths.index)?;
-    index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
+    for company in &named {
+        if indexed.as_ref().is_some_and(|companies| companies.by_ticker(&company.ticker).is_some()) {
+            continue;
+        }
+        let to_index = acquire(&source, paths, company, &years)?;
+        eprintln!("indexing {} filings for {} ...", describe(&source), company.ticker);
+        index_sources(&mut index, &discover(&to_index)?, None, &mut |_, _| {})?;
+    }
     let companies = indexed_companies(&index)?;
     Ok((index, companies))
 }

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use agent::ask::{latest_fiscal_year, resolve, respond, AdapterChoice, LanguageModel};
+use agent::ask::{latest_fiscal_year, resolve_each, respond, AdapterChoice, LanguageModel, Outcome};
 use agent::companies::{Company, CompanyDirectory};
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
@@ -593,17 +593,38 @@ fn tag_text(server: &Server, request: &TagRequest) -> Result<String, ApiError> {
 fn answer(server: &Server, question: &str) -> Result<String, ApiError> {
     let latest = |company: &Company| latest_fiscal_year(&server.index, &company.ticker);
     let resolved =
-        resolve(question, &server.companies, &latest).map_err(|error| ApiError::unanswerable(&error))?;
+        resolve_each(question, &server.companies, &latest).map_err(|error| ApiError::unanswerable(&error))?;
     let mut model = || -> Result<Arc<LanguageModel>> { Ok(Arc::clone(&server.model)) };
-    let response = respond(&server.index, &resolved, &mut model).map_err(|error| {
+    let failed = |error: anyhow::Error| {
         if is_about_the_question(&error) {
             ApiError::unanswerable(&error)
         } else {
             ApiError::internal(format!("cannot answer {question:?}: {error:#}"))
         }
-    })?;
-    let mut json = serde_json::to_string_pretty(&response)
-        .map_err(|error| ApiError::internal(format!("cannot write the answer as JSON: {error}")))?;
+    };
+    let json = match resolved.as_slice() {
+        [one] => serde_json::to_string_pretty(&respond(&server.index, one, &mut model).map_err(failed)?),
+        // A comparison: one element per company named, a refusal standing in for an answer the
+        // question's own terms rule out, as `finagent ask --json` prints it.
+        several => {
+            let mut outcomes = Vec::with_capacity(several.len());
+            for resolved in several {
+                outcomes.push(match respond(&server.index, resolved, &mut model) {
+                    Ok(response) => Outcome::Answered(response),
+                    Err(error) => match failed(error) {
+                        refusal if refusal.status == StatusCode::UNPROCESSABLE_ENTITY => Outcome::Refused {
+                            ticker: resolved.company.ticker.clone(),
+                            error: refusal.message,
+                        },
+                        internal => return Err(internal),
+                    },
+                });
+            }
+            serde_json::to_string_pretty(&outcomes)
+        }
+    };
+    let mut json =
+        json.map_err(|error| ApiError::internal(format!("cannot write the answer as JSON: {error}")))?;
     json.push('\n');
     Ok(json)
 }
