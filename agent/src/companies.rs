@@ -136,7 +136,10 @@ impl CompanyDirectory {
                     token.to_lowercase() == word && token.chars().next().is_some_and(char::is_uppercase)
                 })
             };
-            if matched > 0 && (matched == name_words.len() || capitalized(&name_words[0])) {
+            // "Research and Development" names a metric, not Research Frontiers Inc.
+            let names_a_metric = name_words[..matched].iter().all(|word| is_metric_word(word));
+            if matched > 0 && !names_a_metric && (matched == name_words.len() || capitalized(&name_words[0]))
+            {
                 let position = lowered.find(name_words[0].as_str()).unwrap_or(usize::MAX);
                 named.push((position, company.clone()));
             }
@@ -153,6 +156,18 @@ impl CompanyDirectory {
         }
         companies
     }
+}
+
+/// Whether `word` is part of a phrase that names a metric ("research", "cash", "margin").
+fn is_metric_word(word: &str) -> bool {
+    static WORDS: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    WORDS
+        .get_or_init(|| {
+            let filed = taxonomy::Metric::all().iter().flat_map(|metric| metric.phrases());
+            let derived = taxonomy::DerivedMetric::all().iter().flat_map(|metric| metric.phrases());
+            filed.chain(derived).flat_map(|phrase| words(phrase)).collect()
+        })
+        .contains(word)
 }
 
 /// The all-upper-case tokens of a question that could be tickers (`AAPL`, `AAPL's` -> `AAPL`).
@@ -225,6 +240,17 @@ mod tests {
         assert_eq!(tickers("Apple and Goldman revenue 2023"), ["AAPL", "GS"]);
         assert_eq!(tickers("Apple's revenue and goldman 2023"), ["AAPL"]);
         assert!(tickers("What was XYZW's revenue?").is_empty());
+        // A company whose name is metric words is not named by the metric.
+        let mut directory = directory;
+        directory.add(Company {
+            ticker: "RFIL".into(),
+            cik: None,
+            name: Some("Research Frontiers Inc".into()),
+        });
+        directory.add(Company { ticker: "CASH".into(), cik: None, name: Some("Cash Inc".into()) });
+        let tickers = |q: &str| directory.resolve_all(q).into_iter().map(|c| c.ticker).collect::<Vec<_>>();
+        assert_eq!(tickers("Apple's Research and Development expense in 2023"), ["AAPL"]);
+        assert_eq!(tickers("Apple's Cash and cash equivalents in 2023"), ["AAPL"]);
     }
 
     #[test]
