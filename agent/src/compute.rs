@@ -142,6 +142,13 @@ pub fn derived(
                         metric.combine().render(&group_thousands(a_text), &group_thousands(b_text)),
                         provenance(&operands)
                     );
+                    // A ratio over a negative base (a pretax loss, negative equity) reads backwards.
+                    if matches!(metric.combine(), Combine::Ratio { .. }) && b < 0.0 {
+                        let base = metric.operands()[1].label().to_lowercase();
+                        computed.answer.push_str(&format!(
+                            " Its {base} is negative, so the ratio's sign does not read as usual."
+                        ));
+                    }
                     computed.substituted = Some(substituted);
                     computed.value = Some(value);
                     computed.unit = Some(result_unit);

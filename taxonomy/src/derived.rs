@@ -29,6 +29,7 @@ pub enum DerivedMetric {
     ReturnOnEquity,
     ReturnOnAssets,
     FreeCashFlow,
+    EffectiveTaxRate,
     /// Gross profit as revenue less cost of revenue, for a company that files no gross profit
     /// (Amazon, most service companies); never named by a question, only stood in.
     GrossProfitFromCost,
@@ -44,7 +45,7 @@ struct Spec {
     phrases: &'static [&'static str],
 }
 
-const ALL: [DerivedMetric; 8] = [
+const ALL: [DerivedMetric; 9] = [
     DerivedMetric::GrossMargin,
     DerivedMetric::OperatingMargin,
     DerivedMetric::NetMargin,
@@ -53,6 +54,7 @@ const ALL: [DerivedMetric; 8] = [
     DerivedMetric::ReturnOnEquity,
     DerivedMetric::ReturnOnAssets,
     DerivedMetric::FreeCashFlow,
+    DerivedMetric::EffectiveTaxRate,
 ];
 
 const PERCENT: Combine = Combine::Ratio { percent: true };
@@ -117,6 +119,13 @@ fn spec(metric: DerivedMetric) -> &'static Spec {
             operands: [M::OperatingCashFlow, M::CapitalExpenditure],
             combine: Combine::Difference,
             phrases: &["free cash flow", "fcf"],
+        },
+        EffectiveTaxRate => &Spec {
+            name: "effective_tax_rate",
+            label: "Effective tax rate",
+            operands: [M::IncomeTaxExpense, M::PretaxIncome],
+            combine: PERCENT,
+            phrases: &["effective tax rate", "tax rate", "effective income tax rate", "income tax rate"],
         },
         GrossProfitFromCost => &Spec {
             name: "gross_profit",
@@ -254,6 +263,9 @@ mod tests {
             ("NVDA operating margin FY2024", Some(Asked::Derived(DerivedMetric::OperatingMargin))),
             ("current ratio of Boeing", Some(Asked::Derived(DerivedMetric::CurrentRatio))),
             ("free cash flow in 2023", Some(Asked::Derived(DerivedMetric::FreeCashFlow))),
+            ("Apple's effective tax rate in 2023", Some(Asked::Derived(DerivedMetric::EffectiveTaxRate))),
+            ("What was Apple's income tax expense in 2023?", Some(Asked::Filed(Metric::IncomeTaxExpense))),
+            ("Apple's income tax rate 2023", Some(Asked::Derived(DerivedMetric::EffectiveTaxRate))),
             ("How much did NVDA's revenue grow?", Some(Asked::Filed(Metric::Revenue))),
             ("Apple's EBITDA", Some(Asked::Unsupported("ebitda"))),
             ("the weather", None),

@@ -182,6 +182,7 @@ mod tests {
             ("long-term debt", Some(Metric::LongTermDebt)),
             ("stock-based compensation", Some(Metric::ShareBasedCompensation)),
             ("How much did Boeing lose in 2023?", Some(Metric::NetIncome)),
+            ("How much stock did Apple buy back in 2023?", Some(Metric::ShareRepurchase)),
             (
                 "How many shares did Apple have outstanding at the end of 2022?",
                 Some(Metric::SharesOutstanding),

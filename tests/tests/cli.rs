@@ -188,6 +188,24 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     assert_eq!(answer["fiscal_year"], latest_annual, "{answer}");
     assert_eq!(answer["agrees_with_facts"], true, "{answer}");
 
+    // The effective tax rate: Apple FY2023 16,741 / 113,736 (USD millions); Boeing's pretax
+    // loss in FY2023 makes its rate read backwards, and the answer says so.
+    let output =
+        finagent(home.path(), &["ask", "--json", "What was Apple's effective tax rate in 2023?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        (&answer["metric"], &answer["value"]),
+        (&"effective_tax_rate".into(), &"14.72".into()),
+        "{answer}"
+    );
+    let output =
+        finagent(home.path(), &["ask", "--json", "What was Boeing's effective tax rate in 2023?"], &env);
+    assert!(output.status.success(), "ask failed: {}", stderr(&output));
+    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(answer["substituted"], "237000000 / -2005000000 × 100", "{answer}");
+    assert!(answer["answer"].as_str().unwrap().contains("is negative, so the ratio's sign"), "{answer}");
+
     // A comparison answers each company named, in order; a year neither filed is refused for
     // each, naming the company, with a non-zero exit.
     let output = finagent(home.path(), &["ask", "--json", "Compare Apple and NVIDIA revenue in 2023"], &env);
