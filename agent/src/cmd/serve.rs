@@ -38,6 +38,7 @@ use agent::tag::setup::{
     default_catalogue_path, default_examples_path, default_tag_set, full_taxonomy_tag_set, inline_filings,
     load_catalogue, Examples,
 };
+use agent::tag::taggable::Taggability;
 use agent::tag::{Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
 use trainer::quantize::BaseBits;
@@ -171,6 +172,8 @@ struct Tagging {
     n_examples_learned: usize,
     /// The `--tag-learn-from` filings and how many of each one's tagged numbers were used.
     filings: Vec<(PathBuf, usize)>,
+    /// Whether a number would be tagged at all, from those filings' tagged and untagged numbers.
+    taggability: Option<Taggability>,
 }
 
 impl Tagging {
@@ -199,6 +202,7 @@ impl Tagging {
             examples,
             n_examples_learned,
             filings: filings.into_iter().zip(filing_used.iter().copied()).collect(),
+            taggability: sources.taggability(),
         })
     }
 
@@ -583,7 +587,12 @@ fn tag_text(server: &Server, request: &TagRequest) -> Result<String, ApiError> {
     let mentions: Vec<TaggedMention> = found
         .iter()
         .zip(&proposals)
-        .map(|(found, proposal)| TaggedMention::new(&found.sentence, &found.mention, proposal, None))
+        .map(|(found, proposal)| {
+            let mut line = TaggedMention::new(&found.sentence, &found.mention, proposal, None);
+            line.taggable =
+                tagging.taggability.as_ref().map(|model| model.probability(&found.sentence, &found.mention));
+            line
+        })
         .collect();
     let note = mentions.is_empty().then_some(NO_MENTIONS_NOTE);
     to_json(&TagResponse { mentions, note })
@@ -779,6 +788,7 @@ mod tests {
         let data = DataDir::new(dir.path());
         let tagging = Tagging::load(&data, None, std::slice::from_ref(&filings)).expect("tag sets");
         assert_eq!(tagging.filings, [(filings.join("x-20231231.htm"), 1)]);
+        assert!(tagging.taggability.is_none(), "every number of the filing is tagged: nothing to tell apart");
         let health = serde_json::to_value(Tagging::health(&Ok(tagging))).expect("json");
         assert_eq!(health["learned_from_filings"][0]["examples_learned"], 1, "{health}");
         assert_eq!(health["examples_learned"], 0, "{health}");
@@ -845,6 +855,7 @@ mod tests {
             examples: None,
             n_examples_learned: 0,
             filings: Vec::new(),
+            taggability: None,
         });
         assert!(check_tag_request(&tagging, &request("Sales were $ 5 million .", false)).is_ok());
         let empty = check_tag_request(&tagging, &request(" \n", false)).unwrap_err();

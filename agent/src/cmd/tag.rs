@@ -16,6 +16,7 @@ use agent::tag::document::read_mentions;
 use agent::tag::mentions::{mention_of, Mention};
 use agent::tag::scorer::ModelScorer;
 use agent::tag::setup::{default_tag_set, full_taxonomy_tag_set, inline_filings, load_catalogue, Examples};
+use agent::tag::taggable::{Taggability, TaggedCounts};
 use agent::tag::{read_finer_rows, Accuracy, Proposal, TaggedMention, Tagger, TaggerConfig};
 use datasets::DataDir;
 use trainer::model::Llama;
@@ -130,15 +131,16 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     };
     // One tag set for every job, or under --folds one per fold, each learned from the others
     // (and from the --learn-from filings, which are never the rows being proposed for).
-    let (tag_sets, fold_of) = match args.folds {
+    let (tag_sets, fold_of, taggability) = match args.folds {
         Some(k) => {
-            learn_examples(&mut tags, &args, None)?;
-            fold_tag_sets(&tags, &jobs, k as usize)
+            let taggability = learn_examples(&mut tags, &args, None)?;
+            let (sets, fold_of) = fold_tag_sets(&tags, &jobs, k as usize);
+            (sets, fold_of, taggability)
         }
         None => {
-            learn_examples(&mut tags, &args, Some(&data))?;
+            let taggability = learn_examples(&mut tags, &args, Some(&data))?;
             let n_jobs = jobs.len();
-            (vec![tags], vec![0; n_jobs])
+            (vec![tags], vec![0; n_jobs], taggability)
         }
     };
     let jobs: Vec<Job> = jobs.into_iter().take(args.limit.unwrap_or(usize::MAX)).collect();
@@ -162,6 +164,7 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
     let mut output = Output::open(args.out.as_deref())?;
     let mut rerank_rows = args.rerank_rows.as_deref().map(|path| Output::open(Some(path))).transpose()?;
     let (mut accuracy, mut calibration, mut n_rerank_rows) = (Accuracy::default(), Calibration::default(), 0);
+    let mut tagged_counts = TaggedCounts::default();
     for (job, &fold) in jobs.iter().zip(&fold_of) {
         let tagger = &taggers[fold];
         let proposal: Proposal = tagger.propose(&job.sentence, &job.mention)?;
@@ -185,7 +188,11 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
                 n_rerank_rows += 1;
             }
         }
-        let line = TaggedMention::new(&job.sentence, &job.mention, &proposal, gold);
+        let mut line = TaggedMention::new(&job.sentence, &job.mention, &proposal, gold);
+        line.taggable = taggability.as_ref().map(|model| model.probability(&job.sentence, &job.mention));
+        if let (Some(probability), true) = (line.taggable, args.score) {
+            tagged_counts.add(probability, job.gold.is_some());
+        }
         output.write_line(&serde_json::to_string(&line)?)?;
     }
     if let (Some(rows), Some(path)) = (rerank_rows, &args.rerank_rows) {
@@ -213,6 +220,17 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
             accuracy.n_outside_tag_set,
             jobs.len()
         );
+        if tagged_counts.total() > 0 {
+            eprintln!(
+                "taggable >= 0.5 against the filing's tagged numbers: accuracy {:.1}%, precision {:.1}%, recall {:.1}% \
+                 over {} numbers, {} of them tagged",
+                100.0 * tagged_counts.accuracy(),
+                100.0 * tagged_counts.precision(),
+                100.0 * tagged_counts.recall(),
+                tagged_counts.total(),
+                tagged_counts.true_positive + tagged_counts.false_negative
+            );
+        }
         if let Some(best) = calibration.best_temperature() {
             eprintln!(
                 "confidence: expected calibration error {:.3} at temperature {} (Brier {:.4}); \
@@ -239,7 +257,7 @@ fn parse_temperature(text: &str) -> Result<f64, String> {
 /// Teaches `tags` from `--examples` (with `data`, default: FiNER's train split of the data
 /// folder) unless `--no-examples`, and from each `--learn-from` filing, in one training. The rows
 /// or the filing being tagged are refused as examples.
-fn learn_examples(tags: &mut TagSet, args: &Args, data: Option<&DataDir>) -> Result<()> {
+fn learn_examples(tags: &mut TagSet, args: &Args, data: Option<&DataDir>) -> Result<Option<Taggability>> {
     let examples_file = match (&args.examples, args.no_examples, data) {
         (_, true, _) | (None, false, None) => None,
         (Some(path), false, _) => Some(path.clone()),
@@ -267,7 +285,7 @@ fn learn_examples(tags: &mut TagSet, args: &Args, data: Option<&DataDir>) -> Res
     if !examples.is_empty() {
         eprintln!("learned from {}", examples.describe(&used));
     }
-    Ok(())
+    Ok(examples.taggability())
 }
 
 fn is_tagged_file(args: &Args, path: &Path) -> bool {

@@ -8,7 +8,7 @@
 //! split, `--examples`) add the words that actually surround each tag's numbers and train the
 //! learner. The model then only has to choose among the few tags this ranking puts first.
 
-mod learner;
+pub mod learner;
 
 use std::collections::{HashMap, HashSet};
 

@@ -12,6 +12,7 @@ pub mod document;
 pub mod mentions;
 pub mod scorer;
 pub mod setup;
+pub mod taggable;
 
 use std::path::Path;
 
@@ -82,6 +83,10 @@ pub struct TaggedMention<'a> {
     pub confidence: f64,
     /// The next two candidates, best first.
     pub candidates: &'a [ScoredTag],
+    /// The chance that a filer would tag this number at all, learned from the `--learn-from`
+    /// filings' tagged and untagged numbers; absent without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taggable: Option<f64>,
     /// The filing's (or FiNER row's) own tag, when scoring against it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gold: Option<&'a str>,
@@ -104,6 +109,7 @@ impl<'a> TaggedMention<'a> {
             tag: &proposal.best.tag,
             confidence: proposal.best.confidence,
             candidates: &proposal.runners_up,
+            taggable: None,
             gold,
         }
     }

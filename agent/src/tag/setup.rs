@@ -10,6 +10,7 @@ use taxonomy::Catalogue;
 
 use super::candidates::{TagSet, TaggedExample};
 use super::document::{is_inline_xbrl, read_mentions, InputKind};
+use super::taggable::{Taggability, TaggedOrNot};
 use super::{finer_examples, read_finer_rows};
 
 /// The us-gaap concept table beside the data folder (`<data>/../xbrl/taxonomy/...`): its standard
@@ -82,6 +83,8 @@ pub fn full_taxonomy_tag_set(catalogue: &Catalogue) -> Result<TagSet> {
 #[derive(Debug, Clone, Default)]
 pub struct Examples {
     pub sources: Vec<(PathBuf, Vec<TaggedExample>)>,
+    /// Every running-text number of the filings, tagged or not, for [`Taggability`].
+    pub filing_numbers: Vec<TaggedOrNot>,
 }
 
 impl Examples {
@@ -92,14 +95,23 @@ impl Examples {
         if let Some(path) = rows {
             sources.push((path.to_path_buf(), finer_examples(&read_finer_rows(path)?)));
         }
+        let mut filing_numbers = Vec::new();
         for path in filings {
-            sources.push((path.clone(), filing_examples(path)?));
+            let (examples, numbers) = filing_examples_and_numbers(path)?;
+            sources.push((path.clone(), examples));
+            filing_numbers.extend(numbers);
         }
-        Ok(Examples { sources })
+        Ok(Examples { sources, filing_numbers })
     }
 
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
+    }
+
+    /// Whether a number would be tagged at all, learned from the filings' numbers; `None`
+    /// without filings (or when their numbers are all tagged, or none is).
+    pub fn taggability(&self) -> Option<Taggability> {
+        Taggability::learn(&self.filing_numbers)
     }
 
     /// Teaches `tags` every example in one training; returns, per source, how many examples
@@ -170,6 +182,12 @@ fn collect_inline_filings(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
 /// phrasing. Tags outside us-gaap (the company's extensions, `dei:`) are left out; so is a tag the
 /// tag set does not have, when the examples are learned.
 pub fn filing_examples(path: &Path) -> Result<Vec<TaggedExample>> {
+    Ok(filing_examples_and_numbers(path)?.0)
+}
+
+/// [`filing_examples`], and every running-text number of the filing with whether it carries
+/// a tag at all (us-gaap, the company's own, `dei:`).
+fn filing_examples_and_numbers(path: &Path) -> Result<(Vec<TaggedExample>, Vec<TaggedOrNot>)> {
     let (kind, mentions) = read_mentions(path)?;
     if kind != InputKind::InlineXbrl {
         bail!(
@@ -178,6 +196,14 @@ pub fn filing_examples(path: &Path) -> Result<Vec<TaggedExample>> {
             kind.name()
         );
     }
+    let numbers: Vec<TaggedOrNot> = mentions
+        .iter()
+        .map(|found| TaggedOrNot {
+            sentence: found.sentence.clone(),
+            mention: found.mention.clone(),
+            tagged: found.gold.is_some(),
+        })
+        .collect();
     let examples: Vec<TaggedExample> = mentions
         .into_iter()
         .filter_map(|found| {
@@ -188,7 +214,7 @@ pub fn filing_examples(path: &Path) -> Result<Vec<TaggedExample>> {
     if examples.is_empty() {
         bail!("{} has no us-gaap tags on the numbers of its running text to learn from", path.display());
     }
-    Ok(examples)
+    Ok((examples, numbers))
 }
 
 #[cfg(test)]
