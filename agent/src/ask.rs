@@ -260,8 +260,8 @@ fn resolve_parsed(
     companies: &CompanyDirectory,
     latest_year: &LatestYear,
 ) -> Result<ResolvedQuestion> {
+    // Owned: `question` itself moves into the result.
     let text = question.text.clone();
-    let text = text.as_str();
     let company = question.company.clone().ok_or_else(|| {
         let known: Vec<&str> = companies.iter().map(|c| c.ticker.as_str()).collect();
         anyhow!("no known company is named in {text:?} (indexed tickers: {})", list_or_none(&known))
@@ -551,18 +551,19 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
         Ok(Response::Computed(Box::new(crate::compute::derived(question, company, derived, operands))))
     };
     // A metric the company does not file for the year, computed from ones it does, says so.
-    let unfiled_note = |metric: Metric| {
+    let unfiled_note = |metric: Metric, instead: DerivedMetric| {
         let when = match question.quarter {
             Some(quarter) => format!("fiscal Q{quarter} {year}"),
             None => format!("fiscal {year}"),
         };
+        let [a, b] = instead.operands();
         format!(
             "{} files no {} for {when} ({}), so it is computed from {} and {}.",
             company.ticker,
             metric.label().to_lowercase(),
             metric.concepts().join(", "),
-            Metric::Revenue.label().to_lowercase(),
-            Metric::CostOfRevenue.label().to_lowercase()
+            a.label().to_lowercase(),
+            b.label().to_lowercase()
         )
     };
     match *asked {
@@ -570,7 +571,7 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
             let request = value(metric, *year);
             if let Some(instead) = DerivedMetric::instead_of(metric) {
                 if !is_filed(index, &request)? {
-                    return Ok(with_note(derived_response(instead, model)?, unfiled_note(metric)));
+                    return Ok(with_note(derived_response(instead, model)?, unfiled_note(metric, instead)));
                 }
             }
             Ok(Response::Value(Box::new(answer_value(index, &request, model)?)))
@@ -579,7 +580,7 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
             for operand in derived.operands() {
                 if let Some(instead) = derived.instead_without(operand) {
                     if !is_filed(index, &value(operand, *year))? {
-                        return Ok(with_note(derived_response(instead, model)?, unfiled_note(operand)));
+                        return Ok(with_note(derived_response(instead, model)?, unfiled_note(operand, instead)));
                     }
                 }
             }
