@@ -580,7 +580,10 @@ pub fn respond(index: &FactIndex, resolved: &ResolvedQuestion, model: &mut Model
             for operand in derived.operands() {
                 if let Some(instead) = derived.instead_without(operand) {
                     if !is_filed(index, &value(operand, *year))? {
-                        return Ok(with_note(derived_response(instead, model)?, unfiled_note(operand, instead)));
+                        return Ok(with_note(
+                            derived_response(instead, model)?,
+                            unfiled_note(operand, instead),
+                        ));
                     }
                 }
             }
