@@ -66,6 +66,10 @@ METRICS = [
     "capital_expenditure",
 ]
 
+# Metrics read only as ratio operands (the effective tax rate's), never asked on their own, so the
+# value question set stays the one measured since session 3.
+RATIO_ONLY_METRICS = ["income_tax_expense", "pretax_income"]
+
 # How a question names each metric: (text, is_plural). Every text must resolve to its metric by
 # the agent's phrase rule (checked below against the phrases read from metric_table.rs).
 METRIC_WORDING = {
@@ -278,6 +282,7 @@ def read_instance(path: Path) -> dict:
             "context": context_id,
             "unit": units.get(element.get("unitRef")) if element.get("unitRef") else None,
             "value": None if nil else (element.text or "").strip(),
+            "decimals": element.get("decimals"),
         })
     return {"contexts": contexts, "facts": facts}
 
@@ -311,6 +316,26 @@ def instance_fiscal_years(instance: dict, n_years: int) -> dict:
     return years
 
 
+def most_precise_if_consistent(found: dict) -> dict:
+    """One value filed at several precisions (4791000000 at decimals -6 and 4800000000 at -8):
+    the most precise, when every other rounds from it to its own decimals (the XBRL rule for
+    consistent duplicates); otherwise `found` unchanged, a real conflict."""
+    def precision(facts):
+        decimals = {f.get("decimals") for f in facts}
+        if "INF" in decimals:
+            return 10 ** 6
+        parsed = [int(d) for d in decimals if d not in (None, "")]
+        return max(parsed) if parsed else -(10 ** 6)
+    best_value = max(found, key=lambda value: precision(found[value]))
+    best = Decimal(best_value)
+    for value, facts in found.items():
+        digits = precision(facts)
+        if value != best_value and (abs(digits) > 30 or best.quantize(Decimal(1).scaleb(-digits))
+                                    .compare(Decimal(value)) != 0):
+            return found
+    return {best_value: found[best_value]}
+
+
 def instance_gold(instance: dict, spec: dict, period: tuple) -> dict | None:
     """The first concept of the metric with a dimensionless value for the period, or None."""
     start, end = period
@@ -332,6 +357,8 @@ def instance_gold(instance: dict, spec: dict, period: tuple) -> dict | None:
             if value is None:
                 raise GoldError(f"{concept} in context {fact['context']} is not a number: {fact['value']!r}")
             found.setdefault(value, []).append(fact)
+        if len(found) > 1:
+            found = most_precise_if_consistent(found)
         if len(found) > 1:
             raise GoldError(f"{concept} has conflicting values {sorted(found)} for {period}")
         if found:
@@ -516,7 +543,7 @@ def make_question(ticker: str, year: int, metric: str, spec: dict, variant: int,
 
 def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
     table = read_metric_table(METRIC_TABLE)
-    missing = [m for m in METRICS if m not in table]
+    missing = [m for m in METRICS + RATIO_ONLY_METRICS if m not in table]
     if missing:
         raise GoldError(f"metrics missing from {METRIC_TABLE}: {missing}")
     phrase_owners = [(p, name) for name, spec in table.items() for p in spec["phrases"]]
@@ -533,8 +560,14 @@ def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
     for ticker, rel_path, n_years in instances:
         instance = read_instance(xbrl_dir / rel_path)
         for year, period in sorted(instance_fiscal_years(instance, n_years).items()):
-            for metric in METRICS:
-                gold = instance_gold(instance, table[metric], period)
+            for metric in METRICS + RATIO_ONLY_METRICS:
+                try:
+                    gold = instance_gold(instance, table[metric], period)
+                except GoldError:
+                    # Two values for one period: a ratio-only operand is left out, not guessed.
+                    if metric not in RATIO_ONLY_METRICS:
+                        raise
+                    gold = None
                 if gold:
                     gold["source"] = {"file": rel_path, "context": gold.pop("context")}
                     golds.append((ticker, year, metric, gold))
@@ -543,8 +576,13 @@ def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
         companyfacts = json.load(handle, parse_float=Decimal)
     for year in (2019, 2020, 2021, 2022):
         period = companyfacts_fiscal_year(companyfacts, year)
-        for metric in METRICS:
-            gold = companyfacts_gold(companyfacts, table[metric], period)
+        for metric in METRICS + RATIO_ONLY_METRICS:
+            try:
+                gold = companyfacts_gold(companyfacts, table[metric], period)
+            except GoldError:
+                if metric not in RATIO_ONLY_METRICS:
+                    raise
+                gold = None
             if gold:
                 gold["source"] = {"file": facts_path, "accn": gold.pop("accn"), "form": gold.pop("form"),
                                   "filed": gold.pop("filed")}
@@ -554,7 +592,8 @@ def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
                 golds.append(("NVDA", year, metric, gold))
 
     rows = []
-    for ticker, year, metric, gold in sorted(golds, key=lambda g: (g[0], g[1], METRICS.index(g[2]))):
+    asked = [g for g in golds if g[2] in METRICS]
+    for ticker, year, metric, gold in sorted(asked, key=lambda g: (g[0], g[1], METRICS.index(g[2]))):
         taken = set()
         for variant in range(variants):
             question = make_question(ticker, year, metric, table[metric], variant, phrase_owners, taken)
@@ -584,6 +623,7 @@ DERIVED = [
     ("return_on_equity", ("net_income", "stockholders_equity"), True, ["return on equity"]),
     ("return_on_assets", ("net_income", "total_assets"), True, ["return on assets"]),
     ("free_cash_flow", ("operating_cash_flow", "capital_expenditure"), None, ["free cash flow"]),
+    ("effective_tax_rate", ("income_tax_expense", "pretax_income"), True, ["effective tax rate"]),
 ]
 DERIVED_TEMPLATES = ["What was {cos} {p} in {yr}?", "What was {cos} {p} for {yr}?", "{co} {p} {yr}"]
 CHANGE_METRICS = {"revenue": "revenue", "net_income": "net income", "total_assets": "total assets",

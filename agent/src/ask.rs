@@ -428,14 +428,51 @@ fn prepare_value(index: &FactIndex, request: &ValueRequest) -> Result<PreparedVa
 /// the whole fiscal year for a flow, the quarter for a quarter). The prompt also shows other
 /// periods (last year's balance, the year's quarter-end balances from its 10-Qs); a model that
 /// copies one of those wrote a filed number, but not the one asked for, so it does not count.
+///
+/// A value filed twice at two precisions (Amazon's 2021 income taxes: 4,791 million in the
+/// statements, "4.8 billion" in the notes) answers with the more precise of the two, whichever
+/// the model copied.
 fn matching_fact<'a>(model_answer: &str, shown: &'a [FactHit]) -> Option<&'a FactHit> {
     let period = &shown.first()?.period;
-    read_numbers(model_answer).iter().find_map(|number| {
+    let matched = read_numbers(model_answer).iter().find_map(|number| {
         shown
             .iter()
             .filter(|fact| fact.period == *period)
             .find(|fact| fact.number.is_some_and(|value| number.matches(value)))
-    })
+    })?;
+    let more_precise = shown
+        .iter()
+        .filter(|fact| {
+            fact.concept == matched.concept
+                && fact.period == matched.period
+                && fact.unit == matched.unit
+                && fact.dimensions == matched.dimensions
+                && precision(fact) > precision(matched)
+        })
+        .filter(|fact| match (fact.number, matched.number) {
+            (Some(precise), Some(rounded)) => round_to(precise, precision(matched)) == rounded,
+            _ => false,
+        })
+        .max_by_key(|fact| precision(fact));
+    Some(more_precise.unwrap_or(matched))
+}
+
+/// A fact's `decimals` (`INF` exact, absent as the least precise).
+fn precision(fact: &FactHit) -> i32 {
+    match fact.decimals.as_deref().map(str::trim) {
+        Some("INF") => i32::MAX,
+        Some(decimals) => decimals.parse().unwrap_or(i32::MIN),
+        None => i32::MIN,
+    }
+}
+
+/// `value` rounded to `decimals` places (negative: to tens, hundreds...), as XBRL rounds.
+fn round_to(value: f64, decimals: i32) -> f64 {
+    if !(-15..=15).contains(&decimals) {
+        return value;
+    }
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
 }
 
 /// The answer to `request` from the model's completion: the value shown only when a number the
@@ -733,6 +770,28 @@ mod tests {
         assert!(matching_fact("18,774,000,000", &shown).is_none());
         assert!(matching_fact("12345", &shown).is_none());
         assert!(matching_fact("26612000000", &[]).is_none());
+    }
+
+    #[test]
+    fn a_value_filed_at_two_precisions_answers_with_the_precise_one() {
+        let filed = |value: f64, decimals: &str| FactHit {
+            concept: "us-gaap:IncomeTaxExpenseBenefit".into(),
+            decimals: Some(decimals.into()),
+            period: Period::Duration {
+                start: "2021-01-01".parse().unwrap(),
+                end: "2021-12-31".parse().unwrap(),
+            },
+            ..hit(value, "2021-12-31", 2021)
+        };
+        let shown = [filed(4_791_000_000.0, "-6"), filed(4_800_000_000.0, "-8")];
+        // Amazon's 2021 income taxes: the model copied the note's "4.8 billion".
+        assert_eq!(matching_fact("4800000000", &shown).unwrap().value.as_deref(), Some("4791000000"));
+        assert_eq!(matching_fact("4791000000", &shown).unwrap().value.as_deref(), Some("4791000000"));
+        // A rounded value the precise one does not round to is a different fact, kept as matched.
+        let inconsistent = [filed(4_791_000_000.0, "-6"), filed(4_900_000_000.0, "-8")];
+        assert_eq!(matching_fact("4900000000", &inconsistent).unwrap().value.as_deref(), Some("4900000000"));
+        assert_eq!(round_to(4_791_000_000.0, -8), 4_800_000_000.0);
+        assert_eq!(round_to(6.125, 2), 6.13);
     }
 
     #[test]
