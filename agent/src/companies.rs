@@ -110,9 +110,9 @@ impl CompanyDirectory {
     /// Every company a question names, in the order named: the one [`Self::resolve`] finds and,
     /// when the question reads as a comparison ("and", "vs", "compare"), every other company
     /// named by its upper-case ticker, by all the distinctive words of its name, or by the first
-    /// of them capitalized as a name ("Goldman"). Without a
-    /// comparison word only the one company is returned, so a stray word that is also a
-    /// company's name ("revenue target") never adds a company.
+    /// of them capitalized as a name ("Goldman"). Without a comparison word only the one company
+    /// is returned, so a stray word that is also a company's name ("revenue target") never adds
+    /// a company.
     pub fn resolve_all(&self, question: &str) -> Vec<Company> {
         let Some(first) = self.resolve(question) else { return Vec::new() };
         if !reads_as_comparison(question) {
@@ -171,9 +171,12 @@ fn is_metric_word(word: &str) -> bool {
 }
 
 /// The all-upper-case tokens of a question that could be tickers (`AAPL`, `AAPL's` -> `AAPL`).
+/// Abbreviations joined by `&` (`R&D`, `SG&A`) are not tickers: Ryder is `R`, Dominion `D`.
 fn ticker_tokens(question: &str) -> impl Iterator<Item = &str> {
     question
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+        .split_whitespace()
+        .filter(|chunk| !chunk.contains('&'))
+        .flat_map(|chunk| chunk.split(|c: char| !c.is_ascii_alphanumeric() && c != '.'))
         .map(|token| token.trim_end_matches('.'))
         .filter(|token| !token.is_empty() && token.chars().all(|c| c.is_ascii_uppercase()))
 }
@@ -223,6 +226,14 @@ mod tests {
         assert_eq!(ticker("What was XYZW's revenue?"), None);
         // "BA" inside another word or lower-case "ba" is not Boeing.
         assert_eq!(ticker("the bank balance"), None);
+        // "R&D" and "SG&A" are not Ryder's and Dominion's tickers.
+        let mut directory = directory;
+        directory.add(Company { ticker: "R".into(), cik: None, name: Some("RYDER SYSTEM INC".into()) });
+        directory.add(Company { ticker: "D".into(), cik: None, name: Some("DOMINION ENERGY INC".into()) });
+        let ticker = |q: &str| directory.resolve(q).map(|c| c.ticker);
+        assert_eq!(ticker("What was Apple's R&D in 2022?").as_deref(), Some("AAPL"));
+        assert_eq!(ticker("Apple SG&A 2022").as_deref(), Some("AAPL"));
+        assert_eq!(ticker("What was D's revenue in 2022?").as_deref(), Some("D"));
     }
 
     #[test]
