@@ -541,6 +541,17 @@ def make_question(ticker: str, year: int, metric: str, spec: dict, variant: int,
 # ---------------------------------------------------------------------------------------------
 
 
+def read_gold(read, metric: str) -> dict | None:
+    """`read()`'s gold for `metric`. Two values for one period fail the build, except for a
+    ratio-only operand, which is left out rather than guessed."""
+    try:
+        return read()
+    except GoldError:
+        if metric not in RATIO_ONLY_METRICS:
+            raise
+        return None
+
+
 def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
     table = read_metric_table(METRIC_TABLE)
     missing = [m for m in METRICS + RATIO_ONLY_METRICS if m not in table]
@@ -561,13 +572,7 @@ def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
         instance = read_instance(xbrl_dir / rel_path)
         for year, period in sorted(instance_fiscal_years(instance, n_years).items()):
             for metric in METRICS + RATIO_ONLY_METRICS:
-                try:
-                    gold = instance_gold(instance, table[metric], period)
-                except GoldError:
-                    # Two values for one period: a ratio-only operand is left out, not guessed.
-                    if metric not in RATIO_ONLY_METRICS:
-                        raise
-                    gold = None
+                gold = read_gold(lambda: instance_gold(instance, table[metric], period), metric)
                 if gold:
                     gold["source"] = {"file": rel_path, "context": gold.pop("context")}
                     golds.append((ticker, year, metric, gold))
@@ -577,12 +582,7 @@ def build(xbrl_dir: Path, variants: int) -> tuple[list[dict], list[tuple]]:
     for year in (2019, 2020, 2021, 2022):
         period = companyfacts_fiscal_year(companyfacts, year)
         for metric in METRICS + RATIO_ONLY_METRICS:
-            try:
-                gold = companyfacts_gold(companyfacts, table[metric], period)
-            except GoldError:
-                if metric not in RATIO_ONLY_METRICS:
-                    raise
-                gold = None
+            gold = read_gold(lambda: companyfacts_gold(companyfacts, table[metric], period), metric)
             if gold:
                 gold["source"] = {"file": facts_path, "accn": gold.pop("accn"), "form": gold.pop("form"),
                                   "filed": gold.pop("filed")}

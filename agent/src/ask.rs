@@ -553,20 +553,23 @@ pub enum Outcome {
     Refused { ticker: String, error: String },
 }
 
-/// Answers each resolved question in turn (a comparison's companies); one that cannot be
-/// answered is a `Refused` naming the company and the reason, and the others are still answered.
+/// Answers each resolved question in turn (a comparison's companies). A failure `is_refusal`
+/// accepts becomes a `Refused` naming the company and the reason, and the others are still
+/// answered; any other failure ends the whole answer.
 pub fn respond_each(
     index: &FactIndex,
     resolved: &[ResolvedQuestion],
     model: &mut ModelSource,
-) -> Vec<Outcome> {
+    is_refusal: impl Fn(&anyhow::Error) -> bool,
+) -> Result<Vec<Outcome>> {
     resolved
         .iter()
         .map(|question| match respond(index, question, model) {
-            Ok(response) => Outcome::Answered(response),
-            Err(error) => {
-                Outcome::Refused { ticker: question.company.ticker.clone(), error: format!("{error:#}") }
+            Ok(response) => Ok(Outcome::Answered(response)),
+            Err(error) if is_refusal(&error) => {
+                Ok(Outcome::Refused { ticker: question.company.ticker.clone(), error: format!("{error:#}") })
             }
+            Err(error) => Err(error),
         })
         .collect()
 }

@@ -118,10 +118,14 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     let home = tempfile::tempdir().unwrap();
     let mirror = shared.join("xbrl");
     let env = [("FINAGENT_XBRL_MIRROR", mirror.as_path()), ("FINAGENT_MODEL", model.as_path())];
+    // The JSON `ask --json` prints for `question`, which must succeed.
+    let ask_json = |question: &str| -> Value {
+        let output = finagent(home.path(), &["ask", "--json", question], &env);
+        assert!(output.status.success(), "ask failed: {}", stderr(&output));
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
 
-    let output = finagent(home.path(), &["ask", "--json", "What was Apple's gross margin in 2022?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Apple's gross margin in 2022?");
     assert_eq!(answer["kind"], "ratio", "{answer}");
     assert_eq!(answer["formula"], "Gross profit / Revenue × 100");
     assert_eq!(answer["substituted"], "170782000000 / 394328000000 × 100", "{answer}");
@@ -134,9 +138,7 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
     assert!(operands.iter().all(|o| o["source"]["context_id"].is_string()), "{answer}");
 
     let question = "How much did NVDA's revenue grow from 2021 to 2022?";
-    let output = finagent(home.path(), &["ask", "--json", question], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json(question);
     assert_eq!(answer["kind"], "change", "{answer}");
     // NVDA fiscal 2022 (26,914 M) against fiscal 2021 (16,675 M), from SEC companyfacts.
     assert_eq!(answer["substituted"], "26914000000 - 16675000000", "{answer}");
@@ -147,17 +149,13 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
 
     // Amazon files no GrossProfit: its gross margin and gross profit come from revenue and cost
     // of revenue (513,983 M and 288,831 M in FY2022), and the answer says so first.
-    let output = finagent(home.path(), &["ask", "--json", "What was Amazon's gross margin in 2022?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Amazon's gross margin in 2022?");
     assert_eq!(answer["formula"], "(Revenue - Cost of revenue) / Revenue × 100", "{answer}");
     assert_eq!(answer["substituted"], "(513983000000 - 288831000000) / 513983000000 × 100", "{answer}");
     assert_eq!(answer["value"], "43.81", "{answer}");
     assert!(answer["answer"].as_str().unwrap().starts_with("AMZN files no gross profit"), "{answer}");
     assert!(answer["note"].as_str().unwrap().contains("us-gaap:GrossProfit"), "{answer}");
-    let output = finagent(home.path(), &["ask", "--json", "What was Amazon's gross profit in 2022?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Amazon's gross profit in 2022?");
     assert_eq!(
         (&answer["metric"], &answer["value"]),
         (&"gross_profit".into(), &"225152000000".into()),
@@ -182,35 +180,25 @@ fn ratio_and_change_questions_show_formula_values_and_provenance() {
         .filter_map(|fact| fact["fy"].as_i64())
         .max()
         .expect("an annual report");
-    let output = finagent(home.path(), &["ask", "--json", "What was Apple's latest revenue?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Apple's latest revenue?");
     assert_eq!(answer["fiscal_year"], latest_annual, "{answer}");
     assert_eq!(answer["agrees_with_facts"], true, "{answer}");
 
     // The effective tax rate: Apple FY2023 16,741 / 113,736 (USD millions); Boeing's pretax
     // loss in FY2023 makes its rate read backwards, and the answer says so.
-    let output =
-        finagent(home.path(), &["ask", "--json", "What was Apple's effective tax rate in 2023?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Apple's effective tax rate in 2023?");
     assert_eq!(
         (&answer["metric"], &answer["value"]),
         (&"effective_tax_rate".into(), &"14.72".into()),
         "{answer}"
     );
-    let output =
-        finagent(home.path(), &["ask", "--json", "What was Boeing's effective tax rate in 2023?"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answer: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answer = ask_json("What was Boeing's effective tax rate in 2023?");
     assert_eq!(answer["substituted"], "237000000 / -2005000000 × 100", "{answer}");
     assert!(answer["answer"].as_str().unwrap().contains("is negative, so the ratio's sign"), "{answer}");
 
     // A comparison answers each company named, in order; a year neither filed is refused for
     // each, naming the company, with a non-zero exit.
-    let output = finagent(home.path(), &["ask", "--json", "Compare Apple and NVIDIA revenue in 2023"], &env);
-    assert!(output.status.success(), "ask failed: {}", stderr(&output));
-    let answers: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let answers = ask_json("Compare Apple and NVIDIA revenue in 2023");
     let tickers: Vec<&str> =
         answers.as_array().unwrap().iter().map(|a| a["ticker"].as_str().unwrap()).collect();
     assert_eq!(tickers, ["AAPL", "NVDA"], "{answers}");

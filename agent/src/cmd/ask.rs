@@ -120,7 +120,8 @@ pub fn run(home: Option<&Path>, args: Args) -> Result<()> {
         return Ok(());
     }
     // A comparison: each company answered on its own, in the order the question names them.
-    let outcomes = respond_each(&index, &resolved, &mut model);
+    // Every failure is shown as that company's: the others are still answered.
+    let outcomes = respond_each(&index, &resolved, &mut model, |_| true)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
-use agent::ask::{latest_fiscal_year, resolve_each, respond, AdapterChoice, LanguageModel, Outcome};
+use agent::ask::{latest_fiscal_year, resolve_each, respond, respond_each, AdapterChoice, LanguageModel};
 use agent::companies::{Company, CompanyDirectory};
 use agent::config::Paths;
 use agent::model_fetch::ensure_default_model;
@@ -615,22 +615,9 @@ fn answer(server: &Server, question: &str) -> Result<String, ApiError> {
         [one] => serde_json::to_string_pretty(&respond(&server.index, one, &mut model).map_err(failed)?),
         // A comparison: one element per company named, a refusal standing in for an answer the
         // question's own terms rule out, as `finagent ask --json` prints it.
-        several => {
-            let mut outcomes = Vec::with_capacity(several.len());
-            for resolved in several {
-                outcomes.push(match respond(&server.index, resolved, &mut model) {
-                    Ok(response) => Outcome::Answered(response),
-                    Err(error) => match failed(error) {
-                        refusal if refusal.status == StatusCode::UNPROCESSABLE_ENTITY => Outcome::Refused {
-                            ticker: resolved.company.ticker.clone(),
-                            error: refusal.message,
-                        },
-                        internal => return Err(internal),
-                    },
-                });
-            }
-            serde_json::to_string_pretty(&outcomes)
-        }
+        several => serde_json::to_string_pretty(
+            &respond_each(&server.index, several, &mut model, is_about_the_question).map_err(failed)?,
+        ),
     };
     let mut json =
         json.map_err(|error| ApiError::internal(format!("cannot write the answer as JSON: {error}")))?;

@@ -240,19 +240,20 @@ impl Accuracy {
     }
 
     pub fn fraction(&self) -> f64 {
-        if self.n_scored == 0 {
-            0.0
-        } else {
-            self.n_correct as f64 / self.n_scored as f64
-        }
+        share(self.n_correct, self.n_scored)
     }
 
     pub fn top3_fraction(&self) -> f64 {
-        if self.n_scored == 0 {
-            0.0
-        } else {
-            self.n_correct_top3 as f64 / self.n_scored as f64
-        }
+        share(self.n_correct_top3, self.n_scored)
+    }
+}
+
+/// `part / whole`, 0 when `whole` is 0.
+pub(crate) fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::candidates::learner::{features, Learner, LearnerConfig};
 use super::mentions::Mention;
+use super::share;
 
 /// A number in a filing's running text and whether its filer tagged it (with any tag).
 #[derive(Debug, Clone)]
@@ -65,23 +66,15 @@ impl TaggedCounts {
     }
 
     pub fn accuracy(&self) -> f64 {
-        ratio(self.true_positive + self.true_negative, self.total())
+        share(self.true_positive + self.true_negative, self.total())
     }
 
     pub fn precision(&self) -> f64 {
-        ratio(self.true_positive, self.true_positive + self.false_positive)
+        share(self.true_positive, self.true_positive + self.false_positive)
     }
 
     pub fn recall(&self) -> f64 {
-        ratio(self.true_positive, self.true_positive + self.false_negative)
-    }
-}
-
-fn ratio(numerator: usize, denominator: usize) -> f64 {
-    if denominator == 0 {
-        0.0
-    } else {
-        numerator as f64 / denominator as f64
+        share(self.true_positive, self.true_positive + self.false_negative)
     }
 }
 
